@@ -1,0 +1,101 @@
+"""The sampler contract: every frame/slice sampler takes ``x`` of shape ``[B, T, C, H, W]`` and
+returns a :class:`Selection` of ``k`` frames per input.
+
+Subclasses implement :meth:`Sampler.select`; :meth:`Sampler.forward` validates the input first, so
+every sampler rejects bad input with the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a sampler chose for each input of a batch.
+
+    frames:  ``[B, k, C, H, W]`` the selected frames (``weights @ x`` per input).
+    weights: ``[B, k, T]`` the selection matrix P; every row is one-hot in the forward pass. In
+             training mode of a learnable sampler it carries the straight-through gradient.
+    indices: ``[B, k]`` int64, the frame each row picked.
+    """
+
+    frames: Tensor
+    weights: Tensor
+    indices: Tensor
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor:
+    """Reject anything but a finite floating ``[B, T, C, H, W]`` tensor with ``T == num_frames``.
+
+    ``check_finite`` is the one check that reads values, and so the one that waits for the device;
+    hot GPU loops (``torch.compile``, CUDA graphs) turn it off through ``Sampler.check_finite``.
+    """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"x must be a torch.Tensor of shape [B, T, C, H, W], got {type(x).__name__}")
+    if x.dim() != 5:
+        raise ValueError(f"x must be 5-D [B, T, C, H, W], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must have a floating dtype (float32, float16, bfloat16, ...), got {x.dtype}")
+    if x.shape[1] != num_frames:
+        raise ValueError(
+            f"x has T={x.shape[1]} frames (shape {tuple(x.shape)}) but the sampler was built for "
+            f"num_frames={num_frames}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"x has an empty batch: shape {tuple(x.shape)}")
+    if check_finite and not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or Inf values; samplers need finite input")
+    return x
+
+
+def one_hot_rows(indices: Tensor, num_frames: int, dtype: torch.dtype) -> Tensor:
+    """``[B, k]`` indices -> ``[B, k, T]`` one-hot selection matrix."""
+    return torch.nn.functional.one_hot(indices, num_frames).to(dtype)
+
+
+def gather_frames(x: Tensor, indices: Tensor) -> Tensor:
+    """Pick ``x[b, indices[b, j]]`` for every row: ``[B, T, C, H, W]``, ``[B, k]`` -> ``[B, k, C, H, W]``."""
+    index = indices.view(*indices.shape, 1, 1, 1).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
+
+def apply_selection(x: Tensor, weights: Tensor, indices: Tensor) -> Tensor:
+    """Selected frames: a dense ``P @ X`` when gradients must flow through ``P``, else a gather.
+
+    The two are equal in value (P is one-hot); the gather costs k frame copies instead of k*T
+    multiply-adds per pixel, which matters at inference.
+    """
+    if torch.is_grad_enabled() and weights.requires_grad:
+        return torch.einsum("bkt,btchw->bkchw", weights.to(x.dtype), x)
+    return gather_frames(x, indices)
+
+
+class Sampler(nn.Module):
+    """Base class: choose ``k`` of ``num_frames`` frames for every input of a batch."""
+
+    def __init__(self, num_frames: int, k: int) -> None:
+        super().__init__()
+        self.num_frames = check_positive_int("num_frames", num_frames)
+        self.k = check_positive_int("k", k)
+        if k > num_frames:
+            raise ValueError(f"k={k} must be at most num_frames={num_frames} (cannot pick more frames than exist)")
+        self.check_finite = True
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Selection:
+        return self.select(check_input(x, self.num_frames, self.check_finite), generator)
+
+    def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"num_frames={self.num_frames}, k={self.k}"
