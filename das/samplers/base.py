@@ -34,6 +34,24 @@ def check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_positive_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor:
     """Reject anything but a finite floating ``[B, T, C, H, W]`` tensor with ``T == num_frames``.
 
@@ -53,7 +71,9 @@ def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor
         )
     if x.shape[0] == 0:
         raise ValueError(f"x has an empty batch: shape {tuple(x.shape)}")
-    if check_finite and not torch.isfinite(x).all():
+    # A finite sum proves every value finite in one reduction; only a non-finite sum (NaN/Inf, or an
+    # overflow of huge finite values) pays for the elementwise check.
+    if check_finite and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError("x contains NaN or Inf values; samplers need finite input")
     return x
 

@@ -9,7 +9,8 @@ from das.samplers.base import Sampler, Selection, gather_frames, one_hot_rows
 
 
 def _fixed_selection(x: Tensor, indices: Tensor, num_frames: int) -> Selection:
-    indices = indices.to(x.device)
+    # Non-blocking: indices drawn by a CPU generator reach the GPU without a stream synchronisation.
+    indices = indices.to(x.device, non_blocking=True)
     return Selection(gather_frames(x, indices), one_hot_rows(indices, num_frames, x.dtype), indices)
 
 

@@ -1,0 +1,187 @@
+"""DAS: Deep Attention-guided Adaptive Subsampling (Shankaranarayana et al., arXiv 2510.12376).
+
+One light, single-pass module looks at cheap features of every frame and picks k of the T frames of
+each input; trained end to end with the classifier through a Gumbel-softmax relaxation and the
+straight-through estimator; input-adaptive at inference. Shapes (B inputs, T frames, k picks, d
+features, H heads)::
+
+    x        [B, T, C, H, W]
+    F        [B, T, d]      cheap per-frame features, standardised over T   (features.py)
+    a_base   [B, T]         base score of each frame: MLP_base(F) per frame, d -> hidden -> 1
+                            (base="learned"), or the standardised frame variance (base="variance")
+    pooled   [B, 3 d0]      mean, max and std over T of the d0 unstandardised features
+    s_h      [B, k]         Softplus(MLP_h(pooled)) for head h = 1..H, each 3 d0 -> hidden -> k
+    A        [B, k, T]      A[:, j, :] = mean_h a_base * s_h[:, j]
+    tau      [B]            tau0 * (0.5 + sigmoid(MLP_temp(pooled))), 3 d0 -> 16 -> 1
+                            (adaptive_temperature=True), else tau0
+    training P[:, j, :] = straight-through(one_hot(argmax_t(A_j + G_j + M_j)),
+                                           softmax_t((A_j + G_j + M_j) / tau))
+             G_j ~ Gumbel(0, 1) per row; M_j = -inf at the frames picked by rows < j, 0 elsewhere
+    eval     indices = top-k of a_base (no noise); P = one-hot rows
+    output   rows sorted by frame index (temporal order, both modes); frames = P @ x (training,
+             so gradients reach the sampler) or a gather by index (no gradient needed)
+
+Our decisions where the paper is silent or inconsistent (SPEC 1.1):
+
+* Repeated picks. Every row of A is a positive multiple of the same ``a_base``, so without care all k
+  rows share one argmax and the k picks repeat. By default (``replacement=False``) row j masks with
+  ``-inf`` the frames already taken by rows < j, as DPS does: the k picks are k sequential
+  categorical draws, row j from ``softmax(A_j / 1)`` over the frames still free. ``replacement=True``
+  is the paper-literal form (independent rows, duplicates possible), kept for the ablation.
+* What the heads do. ``mean_h (a_base * s_h[:, j]) = a_base * mean_h s_h[:, j]``: the H heads
+  collapse into one positive scale per row, which acts as that row's inverse temperature (how
+  sharply row j follows ``a_base``); we compute this product form, equal to the average of the H
+  attention maps. A scale never changes the order of the frames within a row.
+* Evaluation. No noise; a deterministic top-k. With the masking above, row j's argmax over the free
+  frames of ``s_j * a_base`` is the j-th largest ``a_base`` because ``s_j > 0`` (Softplus), whatever
+  the sign of ``a_base`` (multiplying negative scores by a positive scale keeps their order), so the
+  masked row-wise argmax equals ``topk(a_base, k)``, which is what we compute. Computing it from
+  ``a_base`` also stays correct if a scale underflows to 0 in low precision (a row of zeros would
+  otherwise pick the lowest free index). With ``replacement=True`` evaluation uses the same top-k:
+  the literal row-wise argmax would return one frame k times.
+* ``a_base``. Learned from F by default (input- and task-adaptive); ``base="variance"`` is the
+  paper's "derived from temporal variance" literally, and then only the heads and the temperature
+  learn.
+* The pooled summary reads the features *before* standardisation: after standardising over T, the
+  mean and std of every feature are the constants 0 and 1, so only absolute levels (how much the
+  input varies at all) can make the scales and the temperature input-adaptive.
+* Features. ``features="fixed"``: variance, temporal difference, Sobel, Laplacian, intensity
+  (d = 5, no parameters); ``features="learned"``: a tiny per-frame CNN (the paper's future work).
+  ``position=True`` appends t/(T-1) to F for MLP_base (not to the pooled summary).
+* Temperature. ``tau`` only shapes the soft relaxation (the backward pass); the hard picks are the
+  same for any tau.
+
+The forward pass reads no tensor value on the host (no ``.item()``, no value-dependent branching),
+apart from the base class's optional finite check (``check_finite``), so CUDA graphs and
+``torch.compile`` can capture it. The only loop is over the k rows in training without replacement.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from das.samplers.base import (
+    Sampler,
+    Selection,
+    check_bool,
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    one_hot_rows,
+)
+from das.samplers.features import FEATURE_KINDS, FrameFeatures, frame_variance, standardise_over_frames
+from das.samplers.gumbel import gumbel_topk, temporal_selection, topk_indices
+
+BASES = ("learned", "variance")
+_TEMPERATURE_HIDDEN = 16
+
+
+class DASScores(NamedTuple):
+    """The quantities DAS samples from, for inspection: ``base [B, T]``, ``scale [B, k]``, ``tau [B]``."""
+
+    base: Tensor
+    scale: Tensor
+    tau: Tensor
+
+    @property
+    def rows(self) -> Tensor:
+        """``A [B, k, T] = scale[:, :, None] * base[:, None, :]``."""
+        return self.scale.unsqueeze(-1) * self.base.unsqueeze(1)
+
+
+class DASSampler(Sampler):
+    """Input-adaptive DAS sampler; see the module docstring for the method and our decisions.
+
+    Options: ``heads`` (H >= 1), ``tau0`` (> 0), ``adaptive_temperature``, ``base`` (``"learned"`` or
+    ``"variance"``), ``replacement``, ``features`` (``"fixed"`` or ``"learned"``), ``hidden`` (width
+    of MLP_base and of each MLP_h), ``position`` (append t/(T-1) to the features).
+    """
+
+    def __init__(
+        self,
+        num_frames: int,
+        k: int,
+        heads: int = 4,
+        tau0: float = 1.0,
+        adaptive_temperature: bool = True,
+        base: str = "learned",
+        replacement: bool = False,
+        features: str = "fixed",
+        hidden: int = 32,
+        position: bool = False,
+    ) -> None:
+        super().__init__(num_frames, k)
+        self.heads = check_positive_int("heads", heads)
+        self.tau0 = check_positive_float("tau0", tau0)
+        self.adaptive_temperature = check_bool("adaptive_temperature", adaptive_temperature)
+        self.base = check_choice("base", base, BASES)
+        self.replacement = check_bool("replacement", replacement)
+        check_choice("features", features, FEATURE_KINDS)
+        hidden = check_positive_int("hidden", hidden)
+
+        self.features = FrameFeatures(features, position)
+        pooled = 3 * self.features.raw_dim
+        self.base_mlp = (
+            # No output bias: a constant added to every frame's score changes no softmax and no top-k.
+            nn.Sequential(nn.Linear(self.features.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1, bias=False))
+            if base == "learned"
+            else None
+        )
+        # The H head MLPs: their first layers side by side in one Linear, their second layers as a
+        # batched [H, hidden, k] weight (one einsum), so the heads cost one kernel each layer.
+        self.head_hidden = nn.Linear(pooled, self.heads * hidden)
+        self.head_weight = nn.Parameter(torch.empty(self.heads, hidden, k))
+        self.head_bias = nn.Parameter(torch.zeros(self.heads, k))
+        nn.init.uniform_(self.head_weight, -hidden**-0.5, hidden**-0.5)  # nn.Linear's default range
+        self.temperature_mlp = (
+            nn.Sequential(nn.Linear(pooled, _TEMPERATURE_HIDDEN), nn.ReLU(), nn.Linear(_TEMPERATURE_HIDDEN, 1))
+            if adaptive_temperature
+            else None
+        )
+
+    def scores(self, x: Tensor) -> DASScores:
+        """Base scores, per-row scales (heads averaged) and temperature for a valid batch ``x``."""
+        features, raw = self.features(x)
+        return DASScores(self._base(x, features, raw), *self._modulation(raw))
+
+    def _base(self, x: Tensor, features: Tensor, raw: Tensor) -> Tensor:
+        if self.base_mlp is not None:
+            return self.base_mlp(features).squeeze(-1).float()
+        # The paper's literal base: standardised frame variance (feature 0 when features are fixed).
+        variance = raw[..., 0] if self.features.cnn is None else frame_variance(x)
+        return standardise_over_frames(variance.unsqueeze(-1)).squeeze(-1)
+
+    def _modulation(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-row scales ``[B, k]`` (mean over heads) and temperatures ``[B]`` from the pooled summary."""
+        pooled = torch.cat([raw.mean(dim=1), raw.amax(dim=1), raw.std(dim=1, unbiased=False)], dim=-1)
+        hidden = torch.relu(self.head_hidden(pooled)).view(raw.shape[0], self.heads, -1)
+        head_scales = nn.functional.softplus(torch.einsum("bhc,hck->bhk", hidden, self.head_weight) + self.head_bias)
+        scale = head_scales.float().mean(dim=1)
+        if self.temperature_mlp is None:
+            tau = torch.full((raw.shape[0],), self.tau0, device=raw.device)
+        else:
+            tau = self.tau0 * (0.5 + torch.sigmoid(self.temperature_mlp(pooled).squeeze(-1).float()))
+        return scale, tau
+
+    def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
+        features, raw = self.features(x)
+        base = self._base(x, features, raw)
+        if self.training:
+            scores = DASScores(base, *self._modulation(raw))
+            weights, indices = gumbel_topk(
+                scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement
+            )
+        else:
+            # Heads and temperature only shape the training distribution: evaluation skips them.
+            indices = topk_indices(base, self.k)
+            weights = one_hot_rows(indices, self.num_frames, torch.float32)
+        return temporal_selection(x, weights, indices)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, heads={self.heads}, tau0={self.tau0}, "
+            f"adaptive_temperature={self.adaptive_temperature}, base={self.base!r}, replacement={self.replacement}"
+        )
