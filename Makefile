@@ -6,7 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# quick: what CI and a laptop run; paper: the full protocol (meant for a GPU).
+# Parameter profile of `make book`: quick (a laptop, minutes), paper (the full protocol, meant for a
+# GPU) or smallest (what CI runs, seconds per chapter); see notebooks/parameters.yml.
 PROFILE ?= quick
 # MedMNIST npz folder; a sibling shared/data/medmnist checkout is used when present.
 DAS_DATA_DIR ?= $(if $(wildcard ../shared/data/medmnist),$(abspath ../shared/data/medmnist),)
@@ -22,8 +23,23 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
+# Unit tests; then nbval: the reference notebooks in tests/nbval rerun, outputs of the cells marked
+# NBVAL_CHECK_OUTPUT compared; then every chapter in the smallest profile and a -W build of the book
+# from those runs (into _build/ci), so a broken chapter fails CI.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval/sanitize.cfg tests/nbval
+	$(BIN)/python -m das.book build --profile smallest --path-output _build/ci
+
+# Run every chapter (PROFILE=quick by default; PROFILE=paper for the full protocol) with papermill,
+# reusing runs whose source, parameters and package are unchanged, then build _build/html.
+book: $(STAMP)
+	$(BIN)/python -m das.book build --profile $(PROFILE)
+
+# Rewrite the nbval references (tests/nbval/*.ipynb) from the smallest profile; review the diff.
+nbval-refs: $(STAMP)
+	$(BIN)/python -m das.book nbval-refs
 
 clean:
 	rm -rf _build executed
