@@ -1,0 +1,5 @@
+"""``python -m das ...``: see :mod:`das.cli`."""
+
+from das.cli import main
+
+raise SystemExit(main())

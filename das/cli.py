@@ -1,0 +1,227 @@
+"""Command line: ``python -m das train|table1|summary ...``.
+
+Every error a user can cause (unknown dataset or method, a ratio outside (0, 1], missing data without
+``--download``, ...) ends with one line on stderr and exit status 2, never a traceback.
+
+Subcommands live in :data:`COMMANDS` (name -> how to add its arguments, what runs it); a new one
+(e.g. ``bench``) is one more entry there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
+from das.profiles import PROFILES, get_profile
+from das.results import format_summary, result_path, write_summary
+from das.samplers import SAMPLERS
+from das.sweep import run_one, run_table1, table1_configs
+from das.train import TrainConfig, build_model, load_splits
+
+# Errors that mean "the data are not there or not readable": reported in one line, status 2.
+DATA_ERRORS = (DatasetNotFoundError, CorruptDatasetError)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (e.g. by TrainConfig validation): one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (``das train: error: ...``), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ratio must be a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"ratio must be in (0, 1], got {text}")
+    return value
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; VALUE is read as JSON when it parses (``4``, ``true``, ``0.5``), else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Training settings shared by ``train`` and ``table1``; unset ones keep the profile's value."""
+    group = parser.add_argument_group("training settings (default: the profile's, else TrainConfig's)")
+    group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
+    group.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience (epochs)")
+    group.add_argument("--batch-size", type=_int_at_least(1))
+    group.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 1e-4)")
+    group.add_argument("--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)")
+    group.add_argument("--size", type=_int_at_least(1), help="image size (MedMNIST: 28 or 64)")
+    group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
+    group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
+    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads for the run")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    group.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
+    group.add_argument("--download", action="store_true", default=None, help="download missing MedMNIST files")
+    group.add_argument("--quiet", action="store_true", default=None, help="no progress bars or log lines")
+    parser.add_argument("--results-dir", default="results", help="root of the results store (default results/)")
+    parser.add_argument("--force", action="store_true", help="rerun even if the run's JSON exists")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "size", "max_train_samples",
+             "max_eval_samples", "device", "num_threads", "compile", "data_dir", "download", "quiet")
+    return {name: getattr(args, name) for name in names}
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, choices=DATASETS, metavar="DATASET",
+                        help=f"one of {', '.join(DATASETS)} ('synthetic' is the synthetic benchmark)")
+    parser.add_argument("--method", required=True, choices=tuple(SAMPLERS), metavar="METHOD",
+                        help=f"one of {', '.join(SAMPLERS)}")
+    parser.add_argument("--ratio", type=_ratio, help="fraction of frames kept, in (0, 1] (default 0.5)")
+    parser.add_argument("--seed", type=_int_at_least(0), default=0)
+    parser.add_argument("--profile", choices=tuple(PROFILES), metavar="PROFILE",
+                        help="start from this profile's settings and store the run in its results "
+                             "(default: TrainConfig defaults, stored under profile 'custom')")
+    parser.add_argument("--sampler-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="sampler option, repeatable (e.g. heads=2, replacement=true)")
+    parser.add_argument("--dataset-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option, repeatable (e.g. num_informative=2 for synthetic)")
+    _add_run_options(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    overrides = {key: value for key, value in _overrides(args).items() if value is not None}
+    if args.ratio is not None:
+        overrides["ratio"] = args.ratio
+    if args.sampler_option:
+        overrides["sampler_options"] = dict(args.sampler_option)
+    if args.dataset_option:
+        overrides["dataset_options"] = dict(args.dataset_option)
+    try:
+        if args.profile is not None:
+            config = get_profile(args.profile).config(args.dataset, args.method, args.seed, **overrides)
+        else:
+            config = TrainConfig(dataset=args.dataset, method=args.method, seed=args.seed, **overrides)
+        profile = args.profile or "custom"
+        path = result_path(args.results_dir, profile, config.dataset, config.method, config.seed)
+        if path.exists() and not args.force:
+            print(f"{path} exists; not retraining (use --force to rerun)")
+            return 0
+        splits = load_splits(config)
+        # Build the model once now so that bad sampler options fail here, as a usage error.
+        build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    path = run_one(config, profile=profile, results_dir=args.results_dir, force=args.force, splits=splits)
+    record = json.loads(path.read_text())
+    metrics = ", ".join(f"{name} {value:.4f}" if value is not None else f"{name} n/a"
+                        for name, value in record["metrics"].items())
+    print(f"{config.dataset}/{config.method} seed {config.seed}: {metrics} "
+          f"({record['epochs_run']} epochs, best {record['best_epoch']}) -> {path}")
+    return 0
+
+
+def _add_table1(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="quick", choices=tuple(PROFILES), metavar="PROFILE",
+                        help=f"one of {', '.join(PROFILES)} (default quick)")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, metavar="DATASET", help="default: the profile's")
+    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's")
+    parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the profile's")
+    _add_run_options(parser)
+
+
+def _run_table1(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    try:  # validate every run's settings before training anything
+        table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    paths = run_table1(args.profile, args.datasets, args.methods, args.seeds, results_dir=args.results_dir,
+                       force=args.force, **overrides)
+    print(f"{len(paths)} runs in {args.results_dir}/{args.profile}; "
+          f"`python -m das summary --profile {args.profile}` tabulates them")
+    return 0
+
+
+def _add_summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="quick", help="profile folder to summarise (default quick)")
+    parser.add_argument("--results-dir", default="results", help="root of the results store (default results/)")
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    table, csv_path, md_path = write_summary(args.results_dir, args.profile)
+    if table.empty:
+        csv_path.unlink()
+        md_path.unlink()
+        raise UsageError(f"no finished runs under {args.results_dir}/{args.profile}; "
+                         f"run `python -m das table1 --profile {args.profile}` first")
+    print(format_summary(table).to_markdown(index=False))
+    print(f"\nwritten: {csv_path}, {md_path}")
+    return 0
+
+
+# name -> (help, add arguments, run). Add new subcommands here (the benchmark suite's `bench` goes here).
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "train": ("train and test one run, store its JSON", _add_train, _run_train),
+    "table1": ("run (or resume) the Table 1 sweep of a profile", _add_table1, _run_table1),
+    "summary": ("tabulate a profile's results: mean +/- std over seeds, CSV and Markdown", _add_summary, _run_summary),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="das", description="DAS companion: train, sweep and summarise subsampling experiments.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the subcommand; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"das {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except DATA_ERRORS as error:
+        print(f"das {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,88 @@
+"""Experiment profiles as data: which datasets, methods, seeds and training settings a Table 1 sweep
+runs. A profile is a plain table (:data:`PROFILES`); :func:`get_profile` turns an entry into a
+:class:`Profile` and :meth:`Profile.config` into the :class:`~das.train.TrainConfig` of one run.
+
+- ``quick`` (``make book``, CI): the synthetic benchmark and real AdrenalMNIST3D at 28^3, every method
+  at ratio 0.5, 3 seeds, sized for about 10 minutes on 2 CPU cores at the target training throughput
+  (2,000 frames/s). Synthetic: 256 training and 256 val/test volumes of T = 16 slices (4 classes, one
+  informative slice each), 10 epochs at lr 1e-3: at the paper's 1e-4 nothing learns within a CPU
+  budget (measured: 10 epochs at 1e-4 leave the training loss at 1.15 of 1.39). AdrenalMNIST3D: the
+  whole official splits (train 1188, val 98, test 298) for 2 epochs at the paper's lr 1e-4, so its
+  numbers are far from converged and say little about the methods.
+- ``paper``: the six MedMNIST3D sets at 28^3, every method, ratio 0.5, 3 seeds, up to 100 epochs with
+  early stopping (patience 10): the protocol of SPEC 1.2, meant for a GPU. ``download`` is off; the
+  command line's ``--download`` turns it on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from das.train import TrainConfig
+
+METHODS: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
+MEDMNIST3D: tuple[str, ...] = (
+    "organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d", "synapsemnist3d",
+)
+
+# name -> profile. "train": TrainConfig fields for every run; "per_dataset": fields for one dataset
+# (applied after "train").
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "description": "synthetic benchmark + real AdrenalMNIST3D (28), every method at 0.5, 3 seeds, CPU-sized",
+        "datasets": ("synthetic", "adrenalmnist3d"),
+        "methods": METHODS,
+        "seeds": (0, 1, 2),
+        "ratio": 0.5,
+        "train": {"patience": None, "size": 28},
+        "per_dataset": {
+            "synthetic": {"epochs": 10, "lr": 1e-3, "max_train_samples": 256, "max_eval_samples": 256},
+            "adrenalmnist3d": {"epochs": 2},
+        },
+    },
+    "paper": {
+        "description": "six MedMNIST3D sets (28), every method at 0.5, 3 seeds, <= 100 epochs, patience 10 (GPU)",
+        "datasets": MEDMNIST3D,
+        "methods": METHODS,
+        "seeds": (0, 1, 2),
+        "ratio": 0.5,
+        "train": {"epochs": 100, "patience": 10, "size": 28},
+        "per_dataset": {},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One row of :data:`PROFILES`, validated."""
+
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    ratio: float
+    train: dict[str, Any] = field(default_factory=dict)
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def config(self, dataset: str, method: str, seed: int, **overrides: Any) -> TrainConfig:
+        """The config of one run: profile settings, then the dataset's, then ``overrides`` (which win;
+        ``None`` values in ``overrides`` are ignored, so optional command-line flags pass through)."""
+        values: dict[str, Any] = {"dataset": dataset, "method": method, "seed": seed, "ratio": self.ratio}
+        values.update(self.train)
+        values.update(self.per_dataset.get(dataset, {}))
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        valid = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}")
+        return TrainConfig(**values)
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (``ValueError`` listing the valid names otherwise)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return Profile(name=name, **PROFILES[name])

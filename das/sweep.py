@@ -1,0 +1,115 @@
+"""The Table 1 runner: every (dataset, method, seed) of a profile, one JSON per run in the results store.
+
+A run whose JSON exists is skipped (unless ``force``), and a run interrupted mid-training resumes from
+its per-epoch checkpoint, so an interrupted sweep loses at most one epoch and a finished one costs
+nothing to rerun. Data are loaded once per dataset, and only when some run of it still has work to do.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from das.profiles import get_profile
+from das.results import checkpoint_path, result_path, versions, write_json_atomic
+from das.train import Splits, TrainConfig, load_splits, train
+
+
+def run_one(
+    config: TrainConfig,
+    *,
+    profile: str,
+    results_dir: str | Path = "results",
+    force: bool = False,
+    splits: Splits | None = None,
+    keep_checkpoint: bool = False,
+) -> Path:
+    """Train and test ``config`` unless its JSON exists (or ``force``); return the JSON's path.
+
+    The run checkpoints every epoch under ``<profile>/checkpoints/`` and resumes from there; the
+    checkpoint is deleted once the JSON is written unless ``keep_checkpoint``. ``force`` also discards
+    an existing checkpoint, so the run starts over.
+    """
+    path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
+    if path.exists() and not force:
+        return path
+    checkpoint = checkpoint_path(results_dir, profile, config.dataset, config.method, config.seed)
+    if force:
+        checkpoint.unlink(missing_ok=True)
+    result = train(config, splits, checkpoint=checkpoint)
+    record: dict[str, Any] = {
+        "profile": profile,
+        "dataset": config.dataset,
+        "method": config.method,
+        "seed": config.seed,
+        **result.record(),
+        "versions": versions(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(path, record)
+    if not keep_checkpoint:
+        checkpoint.unlink(missing_ok=True)
+        for folder in checkpoint.parents:  # drop the folders it leaves empty, up to <profile>/checkpoints
+            if folder == Path(results_dir) / profile or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    return path
+
+
+def _data_key(config: TrainConfig) -> tuple[Any, ...]:
+    """Configs with equal keys share the same loaded splits."""
+    return (config.dataset, config.size, config.data_dir, config.download, repr(sorted(config.dataset_options.items())),
+            config.max_train_samples, config.max_eval_samples)
+
+
+def table1_configs(
+    profile: str = "quick",
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    **overrides: Any,
+) -> list[TrainConfig]:
+    """The validated config of every run :func:`run_table1` would do (same arguments), dataset-major."""
+    spec = get_profile(profile)
+    return [
+        spec.config(dataset, method, seed, **overrides)
+        for dataset in (datasets if datasets is not None else spec.datasets)
+        for method in (methods if methods is not None else spec.methods)
+        for seed in (seeds if seeds is not None else spec.seeds)
+    ]
+
+
+def run_table1(
+    profile: str = "quick",
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    results_dir: str | Path = "results",
+    force: bool = False,
+    **overrides: Any,
+) -> list[Path]:
+    """Run (or resume) the Table 1 sweep of ``profile``; return the JSON path of every run, in order.
+
+    ``datasets``, ``methods``, ``seeds`` restrict or replace the profile's lists. ``overrides`` are
+    :class:`~das.train.TrainConfig` fields applied to every run (``None`` values ignored): e.g.
+    ``epochs=1, max_train_samples=32, max_eval_samples=32`` for a tiny CI version, ``device="cuda"``,
+    ``download=True``, ``quiet=True``. Every config is validated before anything runs.
+    """
+    configs = table1_configs(profile, datasets, methods, seeds, **overrides)
+    paths, loaded = [], {}
+    for number, config in enumerate(configs, 1):
+        path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
+        if path.exists() and not force:
+            paths.append(path)
+            continue
+        key = _data_key(config)
+        if key not in loaded:
+            loaded = {key: load_splits(config)}  # keep one dataset in memory at a time
+        if not config.quiet:
+            print(f"[{number}/{len(configs)}] {profile}: {config.dataset}/{config.method} seed {config.seed}",
+                  file=sys.stderr, flush=True)
+        paths.append(run_one(config, profile=profile, results_dir=results_dir, force=force, splits=loaded[key]))
+    return paths

@@ -1,0 +1,434 @@
+"""Training and evaluation of one run: a :class:`TrainConfig` in, a :class:`TrainResult` out.
+
+Protocol (SPEC 1.2): Adam, lr 1e-4, batch 16, early stopping on the validation loss with patience, the
+best epoch's weights restored before the test pass, a maximum number of epochs. Our decisions:
+
+- Sampler parameters get their own Adam parameter group with ``sampler_lr``, by default 10x ``lr``
+  (the factor the DPS authors used; SPEC 1.1): at 1e-4 the few hundred sampler weights learn too
+  slowly for the selection to settle before early stopping.
+- Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
+  the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
+  (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
+- bf16 autocast on CUDA only; CPU trains in float32.
+- A checkpoint written after every epoch (model, optimiser, history, best weights, RNG states) lets
+  an interrupted run resume from its last finished epoch with the numbers of an uninterrupted run.
+- BatchNorm running statistics start from the first training batch (see ``das.model.BN_MOMENTUM``).
+- The last training batch is dropped when incomplete (``drop_last``) so BatchNorm never sees a batch
+  of one volume; a split smaller than one batch is used whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from das.data import DATASETS, VolumeDataset, iterate_batches, load_dataset
+from das.flops import count_flops
+from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
+from das.model import BACKBONES, POOLS, SubsampledClassifier
+from das.samplers import SAMPLERS, make_sampler
+
+SAMPLER_LR_FACTOR = 10.0  # default sampler_lr = SAMPLER_LR_FACTOR * lr (DPS's choice, SPEC 1.1)
+
+# Config fields that may differ between an interrupted run and its resumption: they change where or
+# how verbosely it runs, or (epochs) how long, not the numbers of the epochs already done.
+RESUMABLE_CHANGES = frozenset({"epochs", "device", "quiet", "num_threads", "data_dir", "download"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one run. Stored whole in the run's JSON.
+
+    ``max_train_samples`` / ``max_eval_samples`` cap the train and the val/test splits (a fixed,
+    seed-independent random subset) so notebooks and CI can run a tiny version; ``None`` uses the
+    whole split. ``patience=None`` turns early stopping off. ``device="auto"`` picks CUDA when
+    present. ``num_threads`` sets torch's CPU threads for the run only (restored afterwards).
+    ``compile`` wraps the model in ``torch.compile``.
+    """
+
+    dataset: str = "synthetic"
+    method: str = "das"
+    ratio: float = 0.5
+    seed: int = 0
+    size: int = 28
+    epochs: int = 100
+    patience: int | None = 10
+    batch_size: int = 16
+    lr: float = 1e-4
+    sampler_lr: float | None = None
+    backbone: str = "mobilenet_v3_small"
+    pool: str = "mean"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    data_dir: str | None = None
+    download: bool = False
+    device: str = "auto"
+    compile: bool = False
+    num_threads: int | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field, its value and what is valid."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+        if self.method not in SAMPLERS:
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(SAMPLERS)}")
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
+            raise ValueError(f"ratio must be a number in (0, 1], got {self.ratio!r}")
+        for name in ("size", "epochs", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("seed", self.seed, 0)
+        for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        for name in ("lr", "sampler_lr"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; valid backbones: {', '.join(BACKBONES)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; valid pools: {', '.join(POOLS)}")
+        resolve_device(self.device)
+
+    @property
+    def resolved_sampler_lr(self) -> float:
+        return self.sampler_lr if self.sampler_lr is not None else SAMPLER_LR_FACTOR * self.lr
+
+    def num_selected(self, num_frames: int) -> int:
+        """k: ``max(1, round(ratio * T))`` (Python's round, half to even); ``T`` for ``full``."""
+        return num_frames if self.method == "full" else max(1, round(self.ratio * num_frames))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}")
+        return cls(**values)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else must name an available device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
+    return resolved
+
+
+class Splits(NamedTuple):
+    train: VolumeDataset
+    val: VolumeDataset
+    test: VolumeDataset
+
+
+def _cap(dataset: VolumeDataset, limit: int | None) -> VolumeDataset:
+    """At most ``limit`` items: a random subset drawn with a fixed seed (the same for every method and
+    run seed, so capped runs stay comparable), kept in the dataset's order."""
+    if limit is None or len(dataset) <= limit:
+        return dataset
+    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+    return dataset.subset(keep)
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Train, val and test of ``config.dataset``, capped by ``max_train_samples``/``max_eval_samples``.
+
+    Generated datasets are drawn with the data seed 0 (``dataset_options`` may override it): every
+    run seed trains on the same data, as with the fixed MedMNIST splits.
+    """
+    options = dict(config.dataset_options)
+    seed = options.pop("seed", 0)
+    splits = [
+        load_dataset(config.dataset, split, size=config.size, root=config.data_dir,
+                     download=config.download, seed=seed, **options)
+        for split in ("train", "val", "test")
+    ]
+    return Splits(_cap(splits[0], config.max_train_samples), _cap(splits[1], config.max_eval_samples),
+                  _cap(splits[2], config.max_eval_samples))
+
+
+def build_model(config: TrainConfig, num_frames: int, num_classes: int, in_channels: int) -> SubsampledClassifier:
+    """The classifier of ``config`` (initialised from the global RNG; :func:`train` seeds it)."""
+    options = dict(config.sampler_options)
+    if config.method == "random":
+        options.setdefault("seed", config.seed)  # its evaluation draws vary with the run seed too
+    sampler = make_sampler(config.method, num_frames, config.num_selected(num_frames), **options)
+    return SubsampledClassifier(sampler, num_classes, in_channels, backbone=config.backbone, pool=config.pool)
+
+
+@dataclass
+class Evaluation:
+    """One pass over a split: mean cross-entropy, metrics, class probabilities, labels and the frame
+    positions chosen for every input (``indices [N, k]``). On synthetic data (whose frames carrying the
+    label are known) ``metrics`` also holds ``informative_hit_rate``: the fraction of inputs for which
+    a selected frame carries the label (a static sampler's is fixed by chance)."""
+
+    loss: float
+    metrics: dict[str, float]
+    probs: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+
+    def histogram(self, num_frames: int) -> list[int]:
+        return selection_histogram(self.indices, num_frames)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: VolumeDataset, *, batch_size: int = 16,
+             device: torch.device | str = "cpu") -> Evaluation:
+    """Evaluate ``model`` (switched to eval mode: deterministic selection) on all of ``dataset``."""
+    device = torch.device(device)
+    model.eval()
+    losses, probs, labels, indices = [], [], [], []
+    for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device):
+        with _autocast(device):
+            logits, selection = model(x)
+        logits = logits.float()
+        losses.append(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        probs.append(logits.softmax(dim=1))
+        labels.append(y)
+        indices.append(selection.indices)
+    probs_np = torch.cat(probs).cpu().numpy()
+    labels_np = torch.cat(labels).cpu().numpy()
+    indices_np = torch.cat(indices).cpu().numpy()
+    metrics = classification_metrics(labels_np, probs_np)
+    if dataset.informative is not None:
+        metrics["informative_hit_rate"] = informative_hit_rate(indices_np, dataset.informative.numpy())
+    loss = float(torch.stack(losses).sum()) / len(dataset)
+    return Evaluation(loss, metrics, probs_np, labels_np, indices_np)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. :meth:`record` is the JSON-ready part; ``model`` holds the best weights."""
+
+    config: TrainConfig
+    num_frames: int
+    k: int
+    metrics: dict[str, float]
+    val_metrics: dict[str, float]
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    history: list[dict[str, float]]
+    timings: dict[str, float]
+    flops_per_volume: int
+    selection_histogram: list[int]
+    device: str
+    model: SubsampledClassifier = field(repr=False)
+
+    def record(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+        out["config"] = self.config.to_dict()
+        out["sampler_lr"] = self.config.resolved_sampler_lr
+        return out
+
+
+@contextmanager
+def _run_context(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Fork the global RNG (seeded with ``config.seed``) and apply ``num_threads`` for the run only."""
+    previous_threads = torch.get_num_threads()
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(config.seed)
+            if config.num_threads is not None:
+                torch.set_num_threads(config.num_threads)
+            yield
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _rng_state(device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Tensor], device: torch.device, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
+
+
+def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = state["config"]
+    current = config.to_dict()
+    differ = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    if differ:
+        raise ValueError(
+            f"checkpoint {path} belongs to a different config (fields {', '.join(differ)} differ); "
+            "delete it or rerun with force to start over"
+        )
+    return state
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _flops_per_volume(model: SubsampledClassifier, volume: Tensor) -> int:
+    """Inference FLOPs for one volume (sampler + backbone on its k frames + head), eval mode."""
+    model.eval()
+    return count_flops(model, volume.unsqueeze(0))
+
+
+def _progress_disabled(config: TrainConfig) -> bool:
+    return config.quiet or not sys.stderr.isatty()
+
+
+def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str | Path | None = None) -> TrainResult:
+    """Train ``config`` and test its best epoch. ``splits`` defaults to :func:`load_splits`.
+
+    With ``checkpoint`` (a file path), the state after every epoch is saved there and, when the file
+    already exists for the same config (``epochs`` may differ), training resumes after its last
+    epoch. The file is left in place; the caller removes it once the result is stored.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    saved = _load_checkpoint(checkpoint, config) if checkpoint is not None else None
+    data_start = time.perf_counter()
+    splits = splits if splits is not None else load_splits(config)
+    data_s = time.perf_counter() - data_start
+    train_set = splits.train
+    num_frames = train_set.num_frames
+    with _run_context(config, device):
+        model = build_model(config, num_frames, train_set.num_classes, train_set.in_channels).to(device)
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+        sampler_params = list(model.sampler.parameters())
+        sampler_ids = {id(p) for p in sampler_params}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in sampler_ids], "lr": config.lr}]
+        if sampler_params:
+            groups.append({"params": sampler_params, "lr": config.resolved_sampler_lr})
+        optimizer = torch.optim.Adam(groups)
+        forward = torch.compile(model) if config.compile else model
+
+        history: list[dict[str, float]] = []
+        best_state, best_epoch, best_loss, bad_epochs = _cpu_state(model), 0, math.inf, 0
+        train_s, frames_seen, elapsed_before, epoch = 0.0, 0, 0.0, 0
+        if saved is None:
+            first_x, _ = next(iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device))
+            with _autocast(device):
+                model.init_batchnorm(first_x, generator)
+        else:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            _set_rng_state(saved["rng"], device, generator)
+            history, best_state, best_epoch = saved["history"], saved["best_state"], saved["best_epoch"]
+            best_loss, bad_epochs, epoch = saved["best_loss"], saved["bad_epochs"], saved["epoch"]
+            train_s, frames_seen, elapsed_before = saved["train_s"], saved["frames_seen"], saved["elapsed_s"]
+
+        def stop() -> bool:
+            return config.patience is not None and bad_epochs >= config.patience
+
+        quiet = _progress_disabled(config)
+        drop_last = len(train_set) > config.batch_size
+        epochs_bar = tqdm(total=config.epochs, initial=min(epoch, config.epochs), desc=f"{config.dataset}/{config.method}",
+                          unit="epoch", disable=quiet)
+        while epoch < config.epochs and not stop():
+            model.train()
+            epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
+            batches = iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed + epoch,
+                                      device=device, drop_last=drop_last)
+            for x, y in tqdm(batches, total=len(train_set) // config.batch_size if drop_last else None,
+                             desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
+                with _autocast(device):
+                    logits, selection = forward(x, generator)
+                loss = nn.functional.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * y.shape[0]
+                seen += y.shape[0]
+                frames_seen += y.shape[0] * selection.indices.shape[1]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_train_s = time.perf_counter() - epoch_start
+            train_s += epoch_train_s
+            val = evaluate(forward, splits.val, batch_size=config.batch_size, device=device)
+            epoch += 1
+            if val.loss < best_loss:
+                best_state, best_epoch, best_loss, bad_epochs = _cpu_state(model), epoch, val.loss, 0
+            else:
+                bad_epochs += 1
+            history.append({"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val.loss,
+                            **{f"val_{name}": value for name, value in val.metrics.items()}, "train_s": epoch_train_s})
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, {
+                    "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "rng": _rng_state(device, generator),
+                    "history": history, "best_state": best_state, "best_epoch": best_epoch,
+                    "best_loss": best_loss, "bad_epochs": bad_epochs, "train_s": train_s,
+                    "frames_seen": frames_seen, "elapsed_s": elapsed_before + time.perf_counter() - start,
+                })
+            epochs_bar.update(1)
+            epochs_bar.set_postfix(val_loss=f"{val.loss:.3f}", best=best_epoch)
+        epochs_bar.close()
+
+        model.load_state_dict(best_state)
+        eval_start = time.perf_counter()
+        val = evaluate(forward, splits.val, batch_size=config.batch_size, device=device)
+        test = evaluate(forward, splits.test, batch_size=config.batch_size, device=device)
+        eval_s = time.perf_counter() - eval_start
+        flops = _flops_per_volume(model, splits.test[0][0].to(device))
+    timings = {
+        "wall_s": elapsed_before + time.perf_counter() - start,
+        "data_s": data_s,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "throughput_frames_per_s": frames_seen / train_s if train_s > 0 else float("nan"),
+    }
+    return TrainResult(
+        config=config, num_frames=num_frames, k=model.sampler.k, metrics=test.metrics, val_metrics=val.metrics,
+        epochs_run=epoch, best_epoch=best_epoch, stopped_early=stop(), history=history, timings=timings,
+        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), model=model,
+    )

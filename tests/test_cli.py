@@ -1,0 +1,86 @@
+"""Command line: bad arguments give one line on stderr and exit status 2; good ones train and summarise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from das.cli import main
+
+REPO = Path(__file__).parents[1]
+TINY = ["--epochs", "1", "--size", "16", "--max-train-samples", "16", "--max-eval-samples", "16", "--device", "cpu",
+        "--num-threads", "1", "--quiet", "--dataset-option", "num_frames=8", "--dataset-option", "num_samples=16"]
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse errors
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--dataset", "mnist", "--method", "das"], "invalid choice: 'mnist'"),
+        (["train", "--dataset", "synthetic", "--method", "best"], "invalid choice: 'best'"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--ratio", "0"], "ratio must be in (0, 1]"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--ratio", "1.5"], "ratio must be in (0, 1]"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--ratio", "half"], "ratio must be a number"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--epochs", "0"], "integer >= 1"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--sampler-option", "heads=0"], "heads"),
+        (["train", "--dataset", "synthetic", "--method", "das", "--device", "tpu"], "device"),
+        (["table1", "--profile", "huge"], "invalid choice: 'huge'"),
+        (["table1", "--datasets", "mnist"], "invalid choice: 'mnist'"),
+        (["table1", "--seeds", "-1"], "integer >= 0"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run_main(argv, capsys)
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_data_without_download_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_main(["train", "--dataset", "adrenalmnist3d", "--method", "das", "--data-dir", str(tmp_path),
+                               "--results-dir", str(tmp_path)], capsys)
+    assert status == 2
+    assert "adrenalmnist3d" in err and len(err.strip().splitlines()) == 1
+
+
+def test_summary_of_nothing_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_main(["summary", "--profile", "quick", "--results-dir", str(tmp_path)], capsys)
+    assert status == 2 and "no finished runs" in err
+    assert not (tmp_path / "quick" / "summary.csv").exists()
+
+
+def test_train_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for seed in ("0", "1"):
+        status, out, _ = run_main(["train", "--dataset", "synthetic", "--method", "uniform", "--seed", seed,
+                                   "--results-dir", str(tmp_path), *TINY], capsys)
+        assert status == 0 and "balanced_accuracy" in out
+    record = json.loads((tmp_path / "custom" / "synthetic" / "uniform" / "seed1.json").read_text())
+    assert record["config"]["max_train_samples"] == 16 and record["k"] == 4
+    status, out, _ = run_main(["train", "--dataset", "synthetic", "--method", "uniform", "--seed", "1",
+                               "--results-dir", str(tmp_path), *TINY], capsys)
+    assert status == 0 and "exists" in out  # not retrained
+    status, out, _ = run_main(["summary", "--profile", "custom", "--results-dir", str(tmp_path)], capsys)
+    assert status == 0 and "uniform" in out and "±" in out
+    assert (tmp_path / "custom" / "summary.csv").exists() and (tmp_path / "custom" / "summary.md").exists()
+
+
+def test_python_dash_m_reports_bad_ratio_without_traceback() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "das", "train", "--dataset", "synthetic", "--method", "das",
+                           "--ratio", "2"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "das train: error: argument --ratio: ratio must be in (0, 1], got 2"

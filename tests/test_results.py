@@ -1,0 +1,111 @@
+"""Results store, summary over seeds, profiles and the Table 1 sweep (skip, resume, force)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import das.sweep
+from das.data import DATASETS
+from das.profiles import METHODS, MEDMNIST3D, PROFILES, get_profile
+from das.results import (checkpoint_path, format_summary, load_runs, result_path, summary, write_json_atomic,
+                         write_summary)
+from das.sweep import run_table1, table1_configs
+
+TINY = dict(epochs=1, size=16, max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1,
+            dataset_options={"num_frames": 8, "num_samples": 16})
+
+
+def fake_run(root: Path, dataset: str, method: str, seed: int, bal: float, auc: float | None) -> None:
+    record = {
+        "profile": "p", "dataset": dataset, "method": method, "seed": seed, "k": 14, "num_frames": 28,
+        "config": {"ratio": 0.5}, "epochs_run": 3, "flops_per_volume": 100, "timings": {"throughput_frames_per_s": 10.0},
+        "metrics": {"balanced_accuracy": bal, "auc": auc, "accuracy": bal},
+    }
+    write_json_atomic(result_path(root, "p", dataset, method, seed), record)
+
+
+def test_paths_follow_the_layout(tmp_path: Path) -> None:
+    assert result_path(tmp_path, "quick", "synthetic", "das", 2) == tmp_path / "quick/synthetic/das/seed2.json"
+    assert checkpoint_path(tmp_path, "quick", "synthetic", "das", 2) == tmp_path / "quick/checkpoints/synthetic/das/seed2.pt"
+
+
+def test_atomic_write_leaves_no_temporary_and_stores_nan_as_null(tmp_path: Path) -> None:
+    path = write_json_atomic(tmp_path / "a" / "b.json", {"x": math.nan, "y": [1.5, math.inf], "z": "ok"})
+    assert json.loads(path.read_text()) == {"x": None, "y": [1.5, None], "z": "ok"}
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+    write_json_atomic(path, {"x": 2})  # overwrite in place
+    assert json.loads(path.read_text()) == {"x": 2}
+
+
+def test_summary_means_and_stds_over_seeds_in_method_order(tmp_path: Path) -> None:
+    for seed, bal in enumerate([0.6, 0.8, 1.0]):
+        fake_run(tmp_path, "synthetic", "das", seed, bal, 0.9)
+    fake_run(tmp_path, "synthetic", "full", 0, 0.5, None)  # undefined AUC stored as null
+    assert len(load_runs(tmp_path, "p")) == 4
+    table = summary(tmp_path, "p")
+    assert list(table["method"]) == ["full", "das"]  # METHOD_ORDER, not alphabetical
+    das_row = table.set_index("method").loc["das"]
+    assert das_row["n_seeds"] == 3
+    assert das_row["balanced_accuracy_mean"] == pytest.approx(0.8)
+    assert das_row["balanced_accuracy_std"] == pytest.approx(0.2)  # sample std, ddof=1
+    full_row = table.set_index("method").loc["full"]
+    assert math.isnan(full_row["auc_mean"]) and math.isnan(full_row["balanced_accuracy_std"])
+    pretty = format_summary(table).set_index("method")
+    assert pretty.loc["das", "balanced acc. (%)"] == "80.0 ± 20.0"
+    assert pretty.loc["full", "AUC"] == "n/a"
+
+
+def test_write_summary_writes_csv_and_markdown(tmp_path: Path) -> None:
+    fake_run(tmp_path, "synthetic", "das", 0, 0.7, 0.8)
+    fake_run(tmp_path, "synthetic", "das", 1, 0.9, 0.8)
+    table, csv_path, md_path = write_summary(tmp_path, "p")
+    assert pd.read_csv(csv_path)["balanced_accuracy_mean"].tolist() == pytest.approx([0.8])
+    assert "80.0 ± 14.1" in md_path.read_text()
+
+
+def test_summary_of_an_empty_store_is_an_empty_frame(tmp_path: Path) -> None:
+    table = summary(tmp_path, "nothing")
+    assert table.empty and "balanced_accuracy_mean" in table.columns
+
+
+def test_profiles_are_complete_and_valid() -> None:
+    quick, paper = get_profile("quick"), get_profile("paper")
+    assert set(quick.datasets) == {"synthetic", "adrenalmnist3d"} and quick.methods == METHODS
+    assert paper.datasets == MEDMNIST3D and paper.methods == METHODS and len(paper.seeds) == 3
+    assert quick.ratio == paper.ratio == 0.5
+    assert all(name in DATASETS for name in MEDMNIST3D)
+    for name in PROFILES:  # every run of every profile is a valid TrainConfig
+        configs = table1_configs(name)
+        assert len(configs) == len(get_profile(name).datasets) * len(METHODS) * len(get_profile(name).seeds)
+    organ = table1_configs("paper", datasets=["organmnist3d"], methods=["das"], seeds=[0])[0]
+    assert (organ.epochs, organ.patience, organ.lr, organ.batch_size) == (100, 10, 1e-4, 16)
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown training setting"):
+        table1_configs("quick", epochz=3)
+
+
+def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = dict(datasets=["synthetic"], methods=["uniform", "das"], seeds=[0], results_dir=tmp_path)
+    paths = run_table1("quick", **args, **TINY)
+    assert paths == [result_path(tmp_path, "quick", "synthetic", m, 0) for m in ("uniform", "das")]
+    record = json.loads(paths[1].read_text())
+    assert record["profile"] == "quick" and record["config"]["epochs"] == 1 and record["epochs_run"] == 1
+    assert {"torch", "das", "python"} <= set(record["versions"])
+    assert not (tmp_path / "quick" / "checkpoints" / "synthetic" / "das" / "seed0.pt").exists()
+    before = paths[0].stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(das.sweep, "train", no_training)
+    monkeypatch.setattr(das.sweep, "load_splits", no_training)
+    assert run_table1("quick", **args, **TINY) == paths  # nothing to do: no data loaded, nothing trained
+    monkeypatch.undo()
+    run_table1("quick", datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path, force=True, **TINY)
+    assert paths[0].stat().st_mtime_ns != before

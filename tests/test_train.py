@@ -1,0 +1,192 @@
+"""Trainer and metrics: determinism, resume, early stopping, config validation, the metrics' edge cases."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import das.train
+from das.metrics import (UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate,
+                         selection_histogram)
+from das.train import Evaluation, TrainConfig, load_splits, train
+
+DATA_DIR = Path(os.environ.get("DAS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "medmnist"))
+
+
+def tiny(**overrides: object) -> TrainConfig:
+    """Synthetic benchmark, 24 train / 16 val / 16 test volumes of 8 slices at 16x16, 1 epoch."""
+    values = dict(dataset="synthetic", method="das", size=16, epochs=1, batch_size=8, max_train_samples=24,
+                  max_eval_samples=16, dataset_options={"num_frames": 8, "num_samples": 32}, device="cpu", quiet=True,
+                  num_threads=1)  # one thread: fast and immune to oversubscription by parallel jobs
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def splits() -> das.train.Splits:
+    return load_splits(tiny())
+
+
+def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_same_seed_gives_identical_numbers_and_seed_matters(splits: das.train.Splits) -> None:
+    first, second = train(tiny(epochs=2), splits), train(tiny(epochs=2), splits)
+    assert first.metrics == second.metrics
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+    assert state_equal(first.model, second.model)
+    other = train(tiny(epochs=2, seed=1), splits)
+    assert [h["train_loss"] for h in other.history] != [h["train_loss"] for h in first.history]
+
+
+def test_train_leaves_global_state_alone(splits: das.train.Splits) -> None:
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    train(tiny(method="uniform", num_threads=threads + 1), splits)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.get_num_threads() == threads
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(splits: das.train.Splits, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "run.pt"
+    interrupted = train(tiny(epochs=2), splits, checkpoint=checkpoint)  # "killed" after epoch 2 ...
+    assert checkpoint.exists() and interrupted.epochs_run == 2
+    resumed = train(tiny(epochs=3), splits, checkpoint=checkpoint)  # ... and restarted with epochs=3
+    straight = train(tiny(epochs=3), splits)
+    assert resumed.epochs_run == straight.epochs_run == 3
+    strip = lambda history: [{k: v for k, v in h.items() if k != "train_s"} for h in history]  # noqa: E731
+    assert strip(resumed.history) == strip(straight.history)
+    assert resumed.metrics == straight.metrics
+    assert resumed.best_epoch == straight.best_epoch
+    assert state_equal(resumed.model, straight.model)
+
+
+def test_checkpoint_of_another_config_is_refused(splits: das.train.Splits, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "run.pt"
+    train(tiny(method="uniform"), splits, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="different config.*method"):
+        train(tiny(method="random"), splits, checkpoint=checkpoint)
+
+
+def test_early_stopping_and_best_epoch_restored(splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation losses 1, 0.5, 2, 3, 4, ...: best epoch 2; patience 2 stops after epoch 4."""
+    real_evaluate = das.train.evaluate
+    losses = iter([1.0, 0.5, 2.0, 3.0, 4.0, 5.0])
+    weights_at_val: list[torch.Tensor] = []
+
+    def fake_evaluate(model, dataset, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_evaluate(model, dataset, **kwargs)
+        if dataset is splits.val and len(weights_at_val) < 4:  # the per-epoch validation passes
+            weights_at_val.append(model.head.weight.detach().clone())
+            return Evaluation(next(losses), result.metrics, result.probs, result.labels, result.indices)
+        return result
+
+    monkeypatch.setattr(das.train, "evaluate", fake_evaluate)
+    result = train(tiny(method="uniform", epochs=10, patience=2, lr=1e-2), splits)
+    assert result.epochs_run == 4 and result.best_epoch == 2 and result.stopped_early
+    assert [h["val_loss"] for h in result.history] == [1.0, 0.5, 2.0, 3.0]
+    assert torch.equal(result.model.head.weight, weights_at_val[1])
+    assert not torch.equal(weights_at_val[1], weights_at_val[3])
+
+
+def test_result_record_has_metrics_timings_flops_and_histogram(splits: das.train.Splits) -> None:
+    result = train(tiny(method="uniform"), splits)
+    full = train(tiny(method="full"), splits)
+    record = result.record()
+    assert set(record["metrics"]) == {"balanced_accuracy", "auc", "accuracy", "informative_hit_rate"}
+    assert full.metrics["informative_hit_rate"] == 1.0  # every slice seen
+    picked = [i for i, count in enumerate(record["selection_histogram"]) if count]  # uniform's fixed slices
+    informative = splits.test.informative[:, picked]
+    assert record["metrics"]["informative_hit_rate"] == pytest.approx(informative.any(dim=1).float().mean().item())
+    assert record["k"] == 4 and record["num_frames"] == 8 and full.k == 8
+    assert record["config"]["method"] == "uniform" and record["sampler_lr"] == pytest.approx(1e-3)
+    assert record["timings"]["throughput_frames_per_s"] > 0 and record["timings"]["wall_s"] > 0
+    # Uniform's histogram on the 16 test volumes: 16 picks at each of its 4 fixed positions.
+    assert sorted(record["selection_histogram"]) == [0] * 4 + [16] * 4
+    assert sum(full.selection_histogram) == 16 * 8
+    # FLOPs: the backbone dominates, so half the frames cost about half.
+    assert 0.45 < result.flops_per_volume / full.flops_per_volume < 0.55
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [({"dataset": "mnist"}, "unknown dataset 'mnist'"), ({"method": "best"}, "unknown method 'best'"),
+     ({"ratio": 0.0}, "ratio must be a number in \\(0, 1\\]"), ({"ratio": 1.5}, "ratio"),
+     ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"), ({"lr": -1.0}, "lr"),
+     ({"pool": "sum"}, "unknown pool"), ({"device": "tpu"}, "device")],
+)
+def test_bad_config_raises_value_error(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**overrides)
+
+
+@pytest.mark.parametrize("method,ratio,frames,k", [("das", 0.5, 28, 14), ("uniform", 0.01, 28, 1),
+                                                   ("random", 0.25, 10, 2), ("full", 0.1, 28, 28)])
+def test_k_is_round_ratio_times_t_and_full_keeps_all(method: str, ratio: float, frames: int, k: int) -> None:
+    assert TrainConfig(method=method, ratio=ratio).num_selected(frames) == k
+
+
+def test_real_adrenalmnist3d_trains_end_to_end() -> None:
+    if not (DATA_DIR / "adrenalmnist3d.npz").exists():
+        pytest.skip(f"real AdrenalMNIST3D not found in {DATA_DIR} (set DAS_DATA_DIR)")
+    config = TrainConfig(dataset="adrenalmnist3d", method="das", data_dir=str(DATA_DIR), epochs=1,
+                         max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1)
+    result = train(config)
+    assert result.num_frames == 28 and result.k == 14
+    assert len(result.selection_histogram) == 28 and sum(result.selection_histogram) == 16 * 14
+
+
+# Metrics ---------------------------------------------------------------------------------------
+
+
+def test_binary_auc_scores_the_positive_class() -> None:
+    y = np.array([0, 1, 1, 0, 1])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
+    assert auc(y, probs) == pytest.approx(roc_auc_score(y, probs[:, 1]))
+    metrics = classification_metrics(y, probs)
+    assert metrics["accuracy"] == pytest.approx(3 / 5)
+    assert metrics["balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_multiclass_auc_is_one_vs_rest_macro() -> None:
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    probs = rng.dirichlet(np.ones(3), size=30).astype(np.float32)
+    expected = np.mean([roc_auc_score(y == c, probs[:, c]) for c in range(3)])
+    assert auc(y, probs) == pytest.approx(expected)
+
+
+def test_auc_with_a_class_absent_is_nan_with_a_warning() -> None:
+    y = np.array([0, 1, 0, 1])
+    probs = np.full((4, 3), 1 / 3)
+    with pytest.warns(UndefinedAUCWarning, match="class\\(es\\) \\[2\\] absent"):
+        assert np.isnan(auc(y, probs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedAUCWarning)
+        assert np.isnan(classification_metrics(y, probs)["auc"])
+
+
+def test_metrics_reject_mismatched_shapes_and_labels() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        classification_metrics(np.array([0, 1]), np.ones((3, 2)) / 2)
+    with pytest.raises(ValueError, match="y_true values"):
+        classification_metrics(np.array([0, 2]), np.ones((2, 2)) / 2)
+
+
+def test_selection_histogram_counts_positions() -> None:
+    assert selection_histogram(np.array([[0, 2], [2, 3]]), 5) == [1, 0, 2, 1, 0]
+    with pytest.raises(ValueError, match="indices must lie"):
+        selection_histogram(np.array([[5]]), 5)
+
+
+def test_informative_hit_rate_counts_inputs_with_an_informative_pick() -> None:
+    informative = np.array([[True, False, False], [False, False, True]])
+    assert informative_hit_rate(np.array([[0, 1], [0, 1]]), informative) == 0.5
+    assert informative_hit_rate(np.array([[0], [2]]), informative) == 1.0
