@@ -27,6 +27,7 @@ from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataload
 from das.model import SubsampledClassifier
 from das.results import write_json_atomic
 from das.samplers import make_sampler
+from das.train import resolve_device
 from das.flops import count_flops
 
 METHODS: tuple[str, ...] = ("uniform", "random", "dps", "adps", "das")
@@ -230,8 +231,6 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def run_bench(config: BenchConfig, out_dir: str | Path = "results/bench") -> dict[str, Any]:
     """Run every measurement and write ``bench.json`` and ``bench.md`` under ``out_dir``."""
-    from das.train import resolve_device
-
     device = resolve_device(config.device)
     report: dict[str, Any] = {"config": asdict(config), "environment": environment(device)}
     report["inference"] = bench_inference(config, device)

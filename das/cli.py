@@ -1,10 +1,10 @@
-"""Command line: ``python -m das train|table1|summary ...``.
+"""Command line: ``python -m das train|table1|summary|bench ...``.
 
 Every error a user can cause (unknown dataset or method, a ratio outside (0, 1], missing data without
 ``--download``, ...) ends with one line on stderr and exit status 2, never a traceback.
 
 Subcommands live in :data:`COMMANDS` (name -> how to add its arguments, what runs it); a new one
-(e.g. ``bench``) is one more entry there.
+is one more entry there.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+import torch
 
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.profiles import PROFILES, get_profile
@@ -196,11 +198,36 @@ def _run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-# name -> (help, add arguments, run). Add new subcommands here (the benchmark suite's `bench` goes here).
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="28^3 only, fewer repeats (about a minute on 2 CPU cores)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=_int_at_least(1), help="torch CPU threads (default: torch's)")
+    parser.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
+    parser.add_argument("--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from das.bench import BenchConfig, main_summary, run_bench
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = (BenchConfig.quick if args.quick else BenchConfig)(device=args.device, data_dir=args.data_dir)
+    try:
+        report = run_bench(config, args.out)
+    except ValueError as error:  # e.g. an unknown or unavailable device
+        raise UsageError(str(error)) from None
+    print(main_summary(report))
+    print(f"\nwritten: {args.out}/bench.json, {args.out}/bench.md")
+    return 0
+
+
+# name -> (help, add arguments, run). Add new subcommands here.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train and test one run, store its JSON", _add_train, _run_train),
     "table1": ("run (or resume) the Table 1 sweep of a profile", _add_table1, _run_table1),
     "summary": ("tabulate a profile's results: mean +/- std over seeds, CSV and Markdown", _add_summary, _run_summary),
+    "bench": ("measure inference time, FLOPs and training throughput of every method against the full model",
+              _add_bench, _run_bench),
 }
 
 

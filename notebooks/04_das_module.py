@@ -41,7 +41,6 @@ results_dir = "results/04_das_module"  # run store of this chapter (relative to 
 
 # %%
 import json
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -59,10 +58,8 @@ from das.results import checkpoint_path, result_path
 from das.samplers import DASSampler
 from das.samplers.features import FIXED_FEATURES, edge_kernels, fixed_features, standardise_over_frames
 
-# das.train imports tqdm.auto, which warns on import in a kernel without ipywidgets; runs here are quiet.
-warnings.filterwarnings("ignore", message="IProgress not found")
-from das.sweep import run_one  # noqa: E402
-from das.train import TrainConfig, build_model  # noqa: E402
+from das.sweep import run_one
+from das.train import TrainConfig, build_model
 
 torch.set_num_threads(num_threads)
 store = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir

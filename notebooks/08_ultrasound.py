@@ -43,7 +43,6 @@ results_dir = "results/08_ultrasound"  # run store of this chapter (relative to 
 # %%
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -60,10 +59,8 @@ from das.data.ultrasound import resample_indices
 from das.results import checkpoint_path, format_summary, result_path, summary
 from das.samplers import make_sampler
 
-# das.train imports tqdm.auto, which warns on import in a kernel without ipywidgets; runs here are quiet.
-warnings.filterwarnings("ignore", message="IProgress not found")
-from das.sweep import run_one  # noqa: E402
-from das.train import TrainConfig, build_model, load_splits  # noqa: E402
+from das.sweep import run_one
+from das.train import TrainConfig, build_model, load_splits
 
 torch.set_num_threads(num_threads)
 store = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir

@@ -61,3 +61,11 @@ def test_training_data_and_environment(report: tuple[dict, Path]) -> None:
     assert env["torch"] == torch.__version__ and env["threads"] == 1 and env["peak_rss_mb"] > 0
     summary = main_summary(data)
     assert "threads 1" in summary and "das ratio 0.50" in summary
+
+
+def test_command_line_rejects_a_bad_device(capsys: pytest.CaptureFixture[str]) -> None:
+    from das.cli import main
+
+    assert main(["bench", "--quick", "--device", "tpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tpu" in err[0] and "cpu" in err[0]
