@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
+import mathjax
 import nbformat
 import yaml
 
@@ -273,6 +274,9 @@ def build(profile: str, path_output: Path = ROOT, force: bool = False) -> Path:
         shutil.copy2(path, src / path.name)
     results = run_all(profile, force=force, toc_file=src / TOC_FILE.name)
     shutil.copytree(BOOK_DIR, src / BOOK_DIR.name)
+    # MathJax served from the book itself (the pinned `mathjax` package ships it), so the math renders
+    # offline too; _config.yml points Sphinx's mathjax_path at this copy.
+    shutil.copytree(Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", src / "_static" / "mathjax")
     (src / "notebooks").mkdir()
     for result in results:
         shutil.copy2(result.output, src / "notebooks" / result.output.name)
