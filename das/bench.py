@@ -31,6 +31,14 @@ from das.train import resolve_device
 from das.flops import count_flops
 
 METHODS: tuple[str, ...] = ("uniform", "random", "dps", "adps", "das")
+# The performance issue's targets on CPU (2 threads, float32, 28^3, batch 16): (name, method, ratio,
+# field of the inference row, upper bound). Checked by :func:`check_targets`.
+TARGETS: tuple[tuple[str, str, float, str, float], ...] = (
+    ("das at 0.5: time vs full", "das", 0.5, "time_ratio_to_full", 0.60),
+    ("das at 0.5: FLOPs vs full", "das", 0.5, "flops_ratio_to_full", 0.52),
+    ("das at 0.25: time vs full", "das", 0.25, "time_ratio_to_full", 0.35),
+    ("das sampler's own time vs full", "das", 0.5, "sampler_time_share", 0.03),
+)
 
 
 @dataclass
@@ -50,6 +58,8 @@ class BenchConfig:
     data_batches: int | None = None
     epoch_dataset: str = "adrenalmnist3d"
     device: str = "auto"
+    # Seeds the benchmark input and the models' initial weights.
+    seed: int = 0
     data_dir: str | None = None
 
     @classmethod
@@ -81,11 +91,15 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _model(method: str, num_frames: int, k: int, config: BenchConfig, device: torch.device) -> SubsampledClassifier:
+def _model(
+    method: str, num_frames: int, k: int, config: BenchConfig, device: torch.device, num_classes: int | None = None
+) -> SubsampledClassifier:
+    """``num_classes``: default ``config.num_classes`` (random inputs); a real dataset's own count."""
     sampler = make_sampler(method, num_frames, k)
     sampler.check_finite = False  # the benchmark input is known finite; keep the sync out of the timing
-    torch.manual_seed(0)
-    return SubsampledClassifier(sampler, config.num_classes, in_channels=1).to(device).eval()
+    torch.manual_seed(config.seed)
+    classes = config.num_classes if num_classes is None else num_classes
+    return SubsampledClassifier(sampler, classes, in_channels=1).to(device).eval()
 
 
 def _inference_row(model: SubsampledClassifier, x: Tensor, config: BenchConfig, device: torch.device) -> dict[str, float]:
@@ -111,7 +125,7 @@ def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str,
     rows = []
     for size in config.sizes:
         num_frames = size  # MedMNIST3D volumes are cubes: T = H = W
-        x = torch.rand(config.batch_size, num_frames, 1, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+        x = torch.rand(config.batch_size, num_frames, 1, size, size, generator=torch.Generator().manual_seed(config.seed)).to(device)
         full = _inference_row(_model("full", num_frames, num_frames, config, device), x, config, device)
         rows.append({"method": "full", "ratio": 1.0, "size": size, **full, "time_ratio_to_full": 1.0, "flops_ratio_to_full": 1.0})
         for ratio in config.ratios:
@@ -148,8 +162,8 @@ def _sampler_share(model: SubsampledClassifier, x: Tensor, full: dict[str, float
 def bench_training(config: BenchConfig, device: torch.device, size: int = 28) -> list[dict[str, Any]]:
     """Training throughput (frames through the backbone per second) for full and for das at 0.5."""
     rows = []
-    x = torch.rand(config.batch_size, size, 1, size, size, generator=torch.Generator().manual_seed(1)).to(device)
-    y = torch.randint(0, config.num_classes, (config.batch_size,), generator=torch.Generator().manual_seed(1)).to(device)
+    x = torch.rand(config.batch_size, size, 1, size, size, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
+    y = torch.randint(0, config.num_classes, (config.batch_size,), generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     for method, ratio in (("full", 1.0), ("das", 0.5)):
         k = size if method == "full" else round(ratio * size)
         model = _model(method, size, k, config, device).train()
@@ -163,7 +177,7 @@ def bench_training(config: BenchConfig, device: torch.device, size: int = 28) ->
             optimiser.step()
 
         seconds = median_seconds(step, device, config.warmup, config.train_steps)
-        rows.append({"method": method, "ratio": ratio, "size": size, "frames_per_second": config.batch_size * k / seconds})
+        rows.append({"method": method, "ratio": ratio, "size": size, "k": k, "frames_per_second": config.batch_size * k / seconds})
     return rows
 
 
@@ -183,14 +197,14 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
     scaled up by the number of batches in an epoch."""
     dataset = _epoch_dataset(config)
     num_frames = dataset.num_frames
-    model = _model("das", num_frames, round(0.5 * num_frames), config, device).train()
+    model = _model("das", num_frames, round(0.5 * num_frames), config, device, dataset.num_classes).train()
     model.sampler.check_finite = False
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
     epoch_batches = len(dataset) // config.batch_size
     timed = min(epoch_batches, config.data_batches or epoch_batches)
     scale = epoch_batches / timed
     producing = computing = 0.0
-    batches = iterate_batches(dataset, config.batch_size, shuffle=True, seed=0, device=device, drop_last=True)
+    batches = iterate_batches(dataset, config.batch_size, shuffle=True, seed=config.seed, device=device, drop_last=True)
     for _ in range(timed):
         start = time.perf_counter()
         x, y = next(batches)
@@ -205,7 +219,7 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
         _sync(device)
         computing += time.perf_counter() - start
     start = time.perf_counter()
-    for _, (x, _) in zip(range(timed), make_dataloader(dataset, config.batch_size, shuffle=True, seed=0, drop_last=True)):
+    for _, (x, _) in zip(range(timed), make_dataloader(dataset, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)):
         x.to(device)
     _sync(device)
     per_item = time.perf_counter() - start
@@ -221,12 +235,29 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    """Where the figures were measured; ``package_digest`` (a hash of the ``das`` sources) says which
+    code, so that a reader of the JSON can tell whether it is still current."""
+    from das.book import package_digest
+
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        "package_digest": package_digest(),
     }
+
+
+def check_targets(report: dict[str, Any], size: int = 28) -> list[dict[str, Any]]:
+    """Each of :data:`TARGETS` against the report's inference rows at ``size``: the measured value
+    (None when the run did not measure that method and ratio) and whether it is within the bound."""
+    rows = {(r["method"], r["ratio"]): r for r in report["inference"] if r["size"] == size}
+    checks = []
+    for name, method, ratio, field, bound in TARGETS:
+        value = rows.get((method, ratio), {}).get(field)
+        checks.append({"target": name, "field": field, "bound": bound, "value": value,
+                       "met": None if value is None else value <= bound})
+    return checks
 
 
 def run_bench(config: BenchConfig, out_dir: str | Path = "results/bench") -> dict[str, Any]:

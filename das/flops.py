@@ -2,7 +2,9 @@
 
 FlopCounterMode counts the matrix products and convolutions (2 FLOPs per multiply-add), the ops that
 dominate a CNN; elementwise work (activations, normalisation, softmax, sorting, Gumbel noise) is not
-counted, for the backbone and the samplers alike.
+counted, with one exception: the samplers' fixed per-frame features (:mod:`das.samplers.features`),
+which are almost all elementwise, run as one operator whose FLOP formula is registered with the
+counter. So a sampler's share of the backbone is, if anything, overstated.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from das.book import ROOT
 from das.data import load_dataset, static_miss_probability
 from das.results import checkpoint_path, result_path
 from das.samplers import DASSampler
-from das.samplers.features import FIXED_FEATURES, edge_kernels, fixed_features, standardise_over_frames
+from das.samplers.features import FIXED_FEATURES, fixed_features, standardise_over_frames
 
 from das.sweep import run_one
 from das.train import TrainConfig, build_model
@@ -140,7 +140,7 @@ glue("k", k, display=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-raw = fixed_features(x, edge_kernels())  # [B, T, d], unstandardised
+raw = fixed_features(x)  # [B, T, d], unstandardised
 F_std = standardise_over_frames(raw)  # [B, T, d], what MLP_base reads
 print("F:", tuple(raw.shape), "= [B, T, d]; features:", ", ".join(FIXED_FEATURES))
 print("volume 0, slices 10-13 (raw):")
@@ -506,7 +506,7 @@ glue("blank_dps", blank_kept["dps"], display=False)
 syn_test = load_dataset("synthetic", "test")
 syn_x = torch.stack([syn_test[i][0] for i in range(len(syn_test))])
 informative = syn_test.informative  # [N, T] bool, ground truth of the generator
-syn_F = standardise_over_frames(fixed_features(syn_x, edge_kernels()))
+syn_F = standardise_over_frames(fixed_features(syn_x))
 top1 = syn_F.argmax(dim=1)  # [N, d]: the slice where each feature peaks
 capacity = pd.DataFrame(
     {

@@ -1,0 +1,46 @@
+"""The fixed per-frame features: the sliced edge filters equal the conv2d definition, and
+FlopCounterMode counts the custom operator with its hand-counted formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from das.flops import count_flops
+from das.samplers.features import edge_kernels, fixed_features, fixed_features_flops
+
+
+def _reference(x: torch.Tensor) -> torch.Tensor:
+    """The features by their definition: variance, difference, edges as one conv2d, intensity."""
+    batch, frames = x.shape[:2]
+    grey = x.mean(dim=2).reshape(batch * frames, 1, *x.shape[3:])
+    if min(grey.shape[-2:]) < 3:
+        grey = nn.functional.pad(grey, (1, 1, 1, 1), mode="replicate")
+    edges = nn.functional.conv2d(grey, edge_kernels())
+    difference = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(2, 3, 4))
+    difference = torch.cat([difference[:, :1], difference], dim=1) if frames > 1 else torch.zeros(batch, 1)
+    return torch.stack(
+        [
+            x.var(dim=(2, 3, 4), unbiased=False),
+            difference,
+            edges[:, :2].square().sum(dim=1).sqrt().mean(dim=(1, 2)).view(batch, frames),
+            edges[:, 2].abs().mean(dim=(1, 2)).view(batch, frames),
+            x.mean(dim=(2, 3, 4)),
+        ],
+        dim=-1,
+    )
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 1, 28, 28), (1, 5, 1, 4, 7), (3, 4, 3, 2, 2), (2, 1, 2, 5, 3)])
+def test_fixed_features_equal_the_conv2d_definition(shape: tuple[int, ...]) -> None:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fixed_features(x), _reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_flop_counter_counts_the_features_with_the_formula() -> None:
+    x = torch.rand(1, 28, 1, 28, 28)
+    flops = count_flops(fixed_features, x)
+    assert flops == fixed_features_flops(x.shape) == 510_832  # about 23 FLOPs per voxel
+    colour = torch.rand(2, 3, 3, 2, 2)  # channel mean and padding counted too
+    assert count_flops(fixed_features, colour) == fixed_features_flops(colour.shape)
