@@ -9,6 +9,9 @@ best epoch's weights restored before the test pass, a maximum number of epochs. 
 - Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
   the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
   (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
+- A sampler trained with the score-function estimator returns ``Selection.log_prob``; the loss then
+  gains the REINFORCE term of :func:`score_function_term` (zero otherwise), so the per-input losses
+  are computed unreduced. The reported training loss is the plain mean cross-entropy.
 - bf16 autocast on CUDA only; CPU trains in float32.
 - A checkpoint written after every epoch (model, optimiser, history, best weights, RNG states) lets
   an interrupted run resume from its last finished epoch with the numbers of an uninterrupted run.
@@ -321,6 +324,23 @@ def _flops_per_volume(model: SubsampledClassifier, volume: Tensor) -> int:
     return count_flops(model, volume.unsqueeze(0))
 
 
+def score_function_term(losses: Tensor, log_prob: Tensor | None) -> Tensor | float:
+    """The REINFORCE surrogate of a sampler trained with the score-function estimator, else 0.
+
+    ``mean_i (loss_i - b_i) * log_prob_i`` with the losses detached: its gradient is an unbiased
+    estimate of the gradient of the expected loss with respect to the sampler's parameters, whatever
+    the backbone does with the frames. ``b_i`` is the leave-one-out mean of the other losses of the
+    batch: a baseline independent of input i's own draw, so it lowers the variance without a bias.
+    Its value is zero on average; only its gradient matters.
+    """
+    if log_prob is None:
+        return 0.0
+    losses = losses.detach()
+    count = losses.shape[0]
+    baseline = (losses.sum() - losses) / (count - 1) if count > 1 else torch.zeros_like(losses)
+    return ((losses - baseline) * log_prob).mean()
+
+
 def _progress_disabled(config: TrainConfig) -> bool:
     return config.quiet or not sys.stderr.isatty()
 
@@ -383,9 +403,10 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
                              desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
                 with _autocast(device):
                     logits, selection = forward(x, generator)
-                loss = nn.functional.cross_entropy(logits.float(), y)
+                losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+                loss = losses.mean()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss + score_function_term(losses, selection.log_prob)).backward()
                 optimizer.step()
                 loss_sum += loss.detach() * y.shape[0]
                 seen += y.shape[0]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from das.samplers.gumbel import gumbel_noise, gumbel_topk, straight_through, temporal_selection
+from das.samplers.gumbel import (gumbel_noise, gumbel_topk, plackett_luce_log_prob, straight_through,
+                                  temporal_selection)
 
 DRAWS = 20_000
 
@@ -118,3 +119,33 @@ def test_temporal_selection_sorts_rows_and_keeps_gradient() -> None:
     assert torch.equal(selection.frames, expected)
     selection.frames.sum().backward()
     assert scores.grad is not None
+
+
+def _all_pairs() -> torch.Tensor:
+    """Every ordered pair of distinct frames of 4: ``[12, 2]``."""
+    return torch.tensor(list(itertools.permutations(range(4), 2)))
+
+
+@pytest.mark.parametrize("row_specific", [False, True])
+def test_plackett_luce_log_prob_is_the_law_of_the_ordered_picks(row_specific: bool) -> None:
+    """exp(log_prob) equals the exact sequential law and the empirical frequency of each ordered pair."""
+    second = torch.tensor([-0.5, 2.0, 0.3, 0.0]) if row_specific else LOGITS
+    pairs = _all_pairs()
+    scores = torch.stack([LOGITS, second]) if row_specific else LOGITS
+    log_prob = plackett_luce_log_prob(scores.expand(len(pairs), *scores.shape), pairs)
+    exact = _sequential_pairs(LOGITS, second)
+    assert torch.allclose(log_prob.double(), exact[pairs[:, 0], pairs[:, 1]].log(), atol=1e-5)
+    assert torch.allclose(log_prob.exp().sum(), torch.tensor(1.0), atol=1e-5)
+    _, indices = gumbel_topk(scores.expand(DRAWS, *scores.shape), 2, 0.3, torch.Generator().manual_seed(6))
+    frequencies = _pair_frequencies(indices, 4).double() / DRAWS
+    assert (frequencies[pairs[:, 0], pairs[:, 1]] - log_prob.double().exp()).abs().max() < 0.01
+
+
+def test_plackett_luce_log_prob_with_replacement_and_gradient() -> None:
+    scores = LOGITS.clone().requires_grad_(True)
+    picks = torch.tensor([[0, 0], [2, 1]])
+    log_prob = plackett_luce_log_prob(scores.expand(2, -1), picks, replacement=True)
+    p = LOGITS.softmax(-1)
+    assert torch.allclose(log_prob, torch.stack([2 * p[0].log(), p[2].log() + p[1].log()]))
+    log_prob[1].backward()  # d log p / d scores = one_hot(2) + one_hot(1) - 2 softmax
+    assert torch.allclose(scores.grad, torch.tensor([0.0, 1.0, 1.0, 0.0]) - 2 * p)

@@ -90,6 +90,16 @@ def test_profiles_are_complete_and_valid() -> None:
         table1_configs("quick", epochz=3)
 
 
+def test_profiles_train_das_with_the_score_estimator_unless_overridden() -> None:
+    for name in ("quick", "paper"):
+        profile = get_profile(name)
+        dataset = profile.datasets[0]
+        assert profile.config(dataset, "das", 0).sampler_options == {"estimator": "score"}
+        assert profile.config(dataset, "dps", 0).sampler_options == {}
+        paper_literal = profile.config(dataset, "das", 0, sampler_options={"estimator": "st", "heads": 2})
+        assert paper_literal.sampler_options == {"estimator": "st", "heads": 2}
+
+
 def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = dict(datasets=["synthetic"], methods=["uniform", "das"], seeds=[0], results_dir=tmp_path)
     paths = run_table1("quick", **args, **TINY)

@@ -10,6 +10,7 @@ from torch import nn
 
 from das.samplers import SAMPLERS, ADPSSampler, DASSampler, DPSSampler, Sampler, make_sampler
 from das.samplers.features import FIXED_FEATURES
+from das.train import score_function_term
 
 LEARNABLE = ("das", "dps", "adps")
 NAMES = ("full", "uniform", "random", *LEARNABLE)
@@ -182,6 +183,60 @@ def test_das_learns_to_pick_the_informative_frame() -> None:
     assert hit_rate(sampler) > 0.95
 
 
+def test_score_estimator_log_prob_carries_the_gradient_and_frames_do_not() -> None:
+    """``estimator="score"``: the same picks as ``"st"`` for one seed; the frames are gathered
+    (no gradient); ``log_prob`` is the picks' log-probability and its REINFORCE term reaches the
+    base MLP and the heads (the temperature only shapes the relaxation, unused here)."""
+    x = torch.rand(4, 8, 1, 6, 6)
+    torch.manual_seed(0)
+    st = DASSampler(8, 3).train()
+    torch.manual_seed(0)
+    score = DASSampler(8, 3, estimator="score").train()
+    picked_st = st(x, torch.Generator().manual_seed(3))
+    selection = score(x, torch.Generator().manual_seed(3))
+    assert picked_st.log_prob is None
+    assert torch.equal(selection.indices, picked_st.indices)
+    assert not selection.frames.requires_grad and selection.log_prob.shape == (4,)
+    assert bool((selection.log_prob < 0).all())
+    losses = torch.rand(4)
+    score_function_term(losses, selection.log_prob).backward()
+    for parameter_name, parameter in score.named_parameters():
+        if not parameter_name.startswith("temperature_mlp"):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient for {parameter_name}"
+    with torch.no_grad():
+        assert score.eval()(x).log_prob is None
+
+
+def test_score_estimator_learns_to_pick_the_informative_frame() -> None:
+    """The constructed task above (checkerboard phase in one of 8 frames, a linear classifier on the
+    one picked frame), trained with the score-function estimator and the trainer's REINFORCE term."""
+    frames, size, batch = 8, 6, 32
+    generator = torch.Generator().manual_seed(5)
+    checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
+
+    def volumes(count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = 0.5 + 0.1 * torch.randn(count, frames, 1, size, size, generator=generator)
+        labels = torch.randint(0, 2, (count,), generator=generator)
+        where = torch.randint(0, frames, (count,), generator=generator)
+        x[torch.arange(count), where, 0] = torch.where(labels[:, None, None] == 1, checker, 1 - checker)
+        return x, labels, where
+
+    torch.manual_seed(5)
+    sampler = DASSampler(frames, 1, estimator="score")
+    classifier = nn.Linear(size * size, 2)
+    optimiser = torch.optim.Adam([*sampler.parameters(), *classifier.parameters()], lr=1e-2)
+    for _ in range(150):
+        x, labels, _ = volumes(batch)
+        selection = sampler.train()(x, generator)
+        losses = nn.functional.cross_entropy(classifier(selection.frames.flatten(1)), labels, reduction="none")
+        optimiser.zero_grad()
+        (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
+        optimiser.step()
+    x, _, where = volumes(200)
+    with torch.no_grad():
+        assert (sampler.eval()(x).indices[:, 0] == where).float().mean().item() > 0.95
+
+
 def test_das_evaluation_is_topk_of_base_scores() -> None:
     sampler = DASSampler(7, 3).eval()
     x = torch.rand(5, 7, 1, 6, 6)
@@ -287,6 +342,7 @@ def test_bad_input_raises_value_error_naming_argument_value_and_valid() -> None:
         ("das", {"adaptive_temperature": "yes"}, "adaptive_temperature must be True or False, got 'yes'"),
         ("das", {"replacement": 1}, "replacement must be True or False, got 1"),
         ("das", {"position": None}, "position must be True or False, got None"),
+        ("das", {"estimator": "reinforce"}, "estimator must be one of 'st', 'score', got 'reinforce'"),
         ("dps", {"tau": -1}, "tau must be a positive finite number, got -1"),
         ("adps", {"hidden": 0}, "hidden must be a positive int, got 0"),
         ("adps", {"tau": "hot"}, "tau must be a positive finite number, got 'hot'"),

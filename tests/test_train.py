@@ -115,6 +115,28 @@ def test_result_record_has_metrics_timings_flops_and_histogram(splits: das.train
     assert 0.45 < result.flops_per_volume / full.flops_per_volume < 0.55
 
 
+def test_score_function_term_gradient_is_leave_one_out_advantage_times_score() -> None:
+    losses = torch.tensor([1.0, 2.0, 4.0], requires_grad=True)
+    log_prob = torch.zeros(3, requires_grad=True)
+    das.train.score_function_term(losses, log_prob).backward()
+    # advantage_i = loss_i - mean of the other losses; gradient = advantage / batch size.
+    assert torch.allclose(log_prob.grad, torch.tensor([1.0 - 3.0, 2.0 - 2.5, 4.0 - 1.5]) / 3)
+    assert losses.grad is None  # the losses enter detached: no gradient to the backbone
+    assert das.train.score_function_term(losses, None) == 0.0
+
+
+def test_score_estimator_trains_the_sampler_through_the_trainer(splits: das.train.Splits) -> None:
+    config = tiny(sampler_options={"estimator": "score"})
+    torch.manual_seed(0)
+    before = das.train.build_model(config, 8, splits.train.num_classes, 1).sampler.state_dict()
+    result = train(config, splits)
+    after = result.model.sampler.state_dict()
+    assert not torch.equal(before["head_weight"], after["head_weight"])
+    assert not torch.equal(before["base_mlp.0.weight"], after["base_mlp.0.weight"])
+    assert torch.equal(before["temperature_mlp.0.weight"], after["temperature_mlp.0.weight"])  # unused by "score"
+    assert result.record()["config"]["sampler_options"] == {"estimator": "score"}
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [({"dataset": "mnist"}, "unknown dataset 'mnist'"), ({"method": "best"}, "unknown method 'best'"),

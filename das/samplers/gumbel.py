@@ -88,6 +88,25 @@ def gumbel_topk(
     return straight_through(one_hot_rows(indices, frames, soft.dtype), soft), indices
 
 
+def plackett_luce_log_prob(scores: Tensor, indices: Tensor, replacement: bool = False) -> Tensor:
+    """Log-probability ``[B]`` of the ordered picks ``indices [B, k]`` that :func:`gumbel_topk` draws
+    from ``scores`` (``[B, T]`` shared by every row, or ``[B, k, T]`` one row of logits per pick).
+
+    Without replacement the hard picks are k sequential categorical draws, row j from
+    ``softmax(scores_j)`` over the frames not taken by rows ``< j`` (the Plackett-Luce model when the
+    rows share their scores), so ``log p = sum_j log_softmax(scores_j + M_j)[indices_j]``; with
+    replacement the rows are independent (no masks). The temperature plays no part: it only shapes
+    the soft relaxation, not the draw. Differentiable in ``scores``: the score-function (REINFORCE)
+    estimator's ``(loss - baseline) * log p`` term.
+    """
+    scores = scores.float()
+    k, frames = indices.shape[1], scores.shape[-1]
+    rows = scores if scores.dim() == 3 else scores.unsqueeze(1).expand(-1, k, -1)
+    if not replacement:
+        rows = rows + _exclusive_masks(indices, frames)
+    return rows.log_softmax(dim=-1).gather(-1, indices.unsqueeze(-1)).squeeze(-1).sum(dim=1)
+
+
 def _exclusive_masks(indices: Tensor, num_frames: int) -> Tensor:
     """``[B, k]`` picks -> ``[B, k, T]`` additive masks: row j is ``-inf`` at the picks of rows ``< j``."""
     picked = one_hot_rows(indices, num_frames, torch.float32)
