@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from das.backbone import FrameEncoder
-from das.samplers.base import Sampler, Selection, check_positive_int
+from das.checks import check_int
+from das.samplers.base import Sampler, Selection
 
 BACKBONES: tuple[str, ...] = ("mobilenet_v3_small",)
 POOLS: tuple[str, ...] = ("mean", "max")
@@ -54,8 +55,8 @@ class SubsampledClassifier(nn.Module):
         super().__init__()
         if not isinstance(sampler, Sampler):
             raise ValueError(f"sampler must be a das.samplers.Sampler, got {type(sampler).__name__}")
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
+        check_int("num_classes", num_classes)
+        check_int("in_channels", in_channels)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; valid backbones: {', '.join(BACKBONES)}")
         if pool not in POOLS:

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from das.checks import check_int
 from das.data import DATASETS, VolumeDataset, iterate_batches, load_dataset
 from das.flops import count_flops
 from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
@@ -96,11 +97,11 @@ class TrainConfig:
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
             raise ValueError(f"ratio must be a number in (0, 1], got {self.ratio!r}")
         for name in ("size", "epochs", "batch_size"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0)
         for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1)
         for name in ("lr", "sampler_lr"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf):
@@ -128,11 +129,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}")
         return cls(**values)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

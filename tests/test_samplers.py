@@ -316,7 +316,7 @@ def test_bad_input_raises_value_error_naming_argument_value_and_valid() -> None:
         with _bad("NaN or Inf"):
             sampler(bad)
     for name in NAMES:
-        with _bad(r"k must be a positive int, got 0"):
+        with _bad(r"k must be an int >= 1, got 0"):
             make_sampler(name, 6, 0)
         if name != "full":
             with _bad(r"k=7 must be at most num_frames=6"):
@@ -332,9 +332,9 @@ def test_bad_input_raises_value_error_naming_argument_value_and_valid() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "match"),
     [
-        ("das", {"heads": 0}, "heads must be a positive int, got 0"),
-        ("das", {"heads": 2.5}, "heads must be a positive int, got 2.5"),
-        ("das", {"hidden": -1}, "hidden must be a positive int, got -1"),
+        ("das", {"heads": 0}, "heads must be an int >= 1, got 0"),
+        ("das", {"heads": 2.5}, "heads must be an int >= 1, got 2.5"),
+        ("das", {"hidden": -1}, "hidden must be an int >= 1, got -1"),
         ("das", {"tau0": 0.0}, "tau0 must be a positive finite number, got 0.0"),
         ("das", {"tau0": float("inf")}, "tau0 must be a positive finite number, got inf"),
         ("das", {"base": "foo"}, "base must be one of 'learned', 'variance', got 'foo'"),
@@ -344,7 +344,7 @@ def test_bad_input_raises_value_error_naming_argument_value_and_valid() -> None:
         ("das", {"position": None}, "position must be True or False, got None"),
         ("das", {"estimator": "reinforce"}, "estimator must be one of 'st', 'score', got 'reinforce'"),
         ("dps", {"tau": -1}, "tau must be a positive finite number, got -1"),
-        ("adps", {"hidden": 0}, "hidden must be a positive int, got 0"),
+        ("adps", {"hidden": 0}, "hidden must be an int >= 1, got 0"),
         ("adps", {"tau": "hot"}, "tau must be a positive finite number, got 'hot'"),
     ],
 )

@@ -17,13 +17,6 @@ from torch.utils.data import Dataset
 TASKS = ("binary-class", "multi-class")
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum``, else ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def to_unit_float(images: Tensor) -> Tensor:
     """``uint8`` in [0, 255] -> ``float32`` in [0, 1]; the one conversion used by every data path,
     so that batches from :func:`das.data.iterate_batches` equal ``ds[i]`` bit for bit."""

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from das.data.dataset import VolumeDataset, check_int, to_unit_float
+from das.checks import check_int
+from das.data.dataset import VolumeDataset, to_unit_float
 
 
 def epoch_order(num_items: int, *, shuffle: bool, seed: int = 0) -> Tensor:

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import torch
 
-from das.data.dataset import VolumeDataset, check_int
+from das.checks import check_int
+from das.data.dataset import VolumeDataset
 
 TARGET_MEAN = 0.5  # every slice is rescaled to this mean and standard deviation (in [0, 1] units)
 TARGET_STD = 0.15

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from das.data.dataset import VolumeDataset, check_int
+from das.checks import check_int
+from das.data.dataset import VolumeDataset
 
 BUSV_CLASSES = ("benign", "malignant")
 CHUNK = 64  # synthetic videos generated at once

@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from das.samplers.base import Sampler, Selection, check_positive_float, check_positive_int, one_hot_rows
+from das.checks import check_int, check_positive_float
+from das.samplers.base import Sampler, Selection, one_hot_rows
 from das.samplers.features import FrameFeatures
 from das.samplers.gumbel import gumbel_topk, temporal_selection
 
@@ -32,7 +33,7 @@ class ADPSSampler(Sampler):
 
     def __init__(self, num_frames: int, k: int, hidden: int = 32, tau: float = 1.0, position: bool = True) -> None:
         super().__init__(num_frames, k)
-        self.hidden = check_positive_int("hidden", hidden)
+        self.hidden = check_int("hidden", hidden)
         self.tau = check_positive_float("tau", tau)
         self.features = FrameFeatures("fixed", position)
         self.lstm = nn.LSTMCell(2 * self.features.out_dim, hidden)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from das.checks import check_int
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -30,30 +32,6 @@ class Selection:
     weights: Tensor
     indices: Tensor
     log_prob: Tensor | None = None
-
-
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def check_positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value  # type: ignore[return-value]
 
 
 def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor:
@@ -114,8 +92,8 @@ class Sampler(nn.Module):
 
     def __init__(self, num_frames: int, k: int) -> None:
         super().__init__()
-        self.num_frames = check_positive_int("num_frames", num_frames)
-        self.k = check_positive_int("k", k)
+        self.num_frames = check_int("num_frames", num_frames)
+        self.k = check_int("k", k)
         if k > num_frames:
             raise ValueError(f"k={k} must be at most num_frames={num_frames} (cannot pick more frames than exist)")
         self.check_finite = True

@@ -94,15 +94,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from das.samplers.base import (
-    Sampler,
-    Selection,
-    check_bool,
-    check_choice,
-    check_positive_float,
-    check_positive_int,
-    one_hot_rows,
-)
+from das.checks import check_bool, check_choice, check_int, check_positive_float
+from das.samplers.base import Sampler, Selection, one_hot_rows
 from das.samplers.features import FEATURE_KINDS, FrameFeatures, frame_variance, standardise_over_frames
 from das.samplers.gumbel import gumbel_topk, plackett_luce_log_prob, temporal_selection, topk_indices
 
@@ -149,14 +142,14 @@ class DASSampler(Sampler):
         estimator: str = "st",
     ) -> None:
         super().__init__(num_frames, k)
-        self.heads = check_positive_int("heads", heads)
+        self.heads = check_int("heads", heads)
         self.tau0 = check_positive_float("tau0", tau0)
         self.adaptive_temperature = check_bool("adaptive_temperature", adaptive_temperature)
         self.base = check_choice("base", base, BASES)
         self.replacement = check_bool("replacement", replacement)
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         check_choice("features", features, FEATURE_KINDS)
-        hidden = check_positive_int("hidden", hidden)
+        hidden = check_int("hidden", hidden)
 
         self.features = FrameFeatures(features, position)
         pooled = 3 * self.features.raw_dim

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from das.samplers.base import Sampler, Selection, check_positive_float, one_hot_rows
+from das.checks import check_positive_float
+from das.samplers.base import Sampler, Selection, one_hot_rows
 from das.samplers.gumbel import gumbel_topk, temporal_selection, topk_indices
 
 

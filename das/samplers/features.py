@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
 
-from das.samplers.base import check_bool, check_choice, check_positive_int
+from das.checks import check_bool, check_choice, check_int
 
 FEATURE_KINDS = ("fixed", "learned")
 FIXED_FEATURES = ("variance", "temporal_difference", "sobel", "laplacian", "intensity")
@@ -192,7 +192,7 @@ class FrameFeatures(nn.Module):
         super().__init__()
         self.kind = check_choice("features", kind, FEATURE_KINDS)
         self.position = check_bool("position", position)
-        check_positive_int("learned_dim", learned_dim)
+        check_int("learned_dim", learned_dim)
         self.cnn = LearnedFrameFeatures(learned_dim) if kind == "learned" else None
         self.raw_dim = learned_dim if kind == "learned" else len(FIXED_FEATURES)
         self.out_dim = self.raw_dim + int(position)
