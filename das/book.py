@@ -299,7 +299,8 @@ def reference_notebook(executed: nbformat.NotebookNode) -> nbformat.NotebookNode
     """
     nb = nbformat.from_dict(json.loads(json.dumps(executed)))
     nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
+    for number, cell in enumerate(nb.cells):
+        cell.id = f"cell-{number}"  # jupytext draws random ids; fixed ones keep refreshes diff-free
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code" and NBVAL_CHECK not in cell.source:
