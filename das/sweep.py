@@ -7,6 +7,7 @@ nothing to rerun. Data are loaded once per dataset, and only when some run of it
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from typing import Any
 
 from das.profiles import get_profile
 from das.results import checkpoint_path, result_path, versions, write_json_atomic
-from das.train import Splits, TrainConfig, load_splits, train
+from das.train import RUN_LOCAL_FIELDS, Splits, TrainConfig, load_splits, train
 
 
 def run_one(
@@ -29,14 +30,19 @@ def run_one(
 ) -> Path:
     """Train and test ``config`` unless its JSON exists (or ``force``); return the JSON's path.
 
-    The run checkpoints every epoch under ``<profile>/checkpoints/`` and resumes from there; the
-    checkpoint is deleted once the JSON is written unless ``keep_checkpoint``. ``force`` also discards
-    an existing checkpoint, so the run starts over.
+    A stored JSON counts only if it was made by the same config, up to fields that do not change the
+    numbers (:data:`das.train.RUN_LOCAL_FIELDS`: device, threads, ...) and, with ``keep_checkpoint``,
+    if its checkpoint is still there; otherwise the run is redone. The run checkpoints every epoch
+    under ``<profile>/checkpoints/`` and resumes from there; the checkpoint is deleted once the JSON is
+    written unless ``keep_checkpoint``. ``force`` also discards an existing checkpoint, so the run
+    starts over.
     """
     path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
-    if path.exists() and not force:
-        return path
     checkpoint = checkpoint_path(results_dir, profile, config.dataset, config.method, config.seed)
+    if path.exists() and not force:
+        if _stored_config_matches(path, config) and (checkpoint.exists() or not keep_checkpoint):
+            return path
+        force = True
     if force:
         checkpoint.unlink(missing_ok=True)
     result = train(config, splits, checkpoint=checkpoint)
@@ -57,6 +63,11 @@ def run_one(
                 break
             folder.rmdir()
     return path
+
+
+def _stored_config_matches(path: Path, config: TrainConfig) -> bool:
+    stored, current = json.loads(path.read_text())["config"], config.to_dict()
+    return all(stored.get(key) == current.get(key) for key in set(stored) | set(current) if key not in RUN_LOCAL_FIELDS)
 
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:

@@ -46,9 +46,11 @@ from das.samplers import SAMPLERS, make_sampler
 
 SAMPLER_LR_FACTOR = 10.0  # default sampler_lr = SAMPLER_LR_FACTOR * lr (DPS's choice, SPEC 1.1)
 
-# Config fields that may differ between an interrupted run and its resumption: they change where or
-# how verbosely it runs, or (epochs) how long, not the numbers of the epochs already done.
-RESUMABLE_CHANGES = frozenset({"epochs", "device", "quiet", "num_threads", "data_dir", "download"})
+# Config fields that change where or how verbosely a run runs, not its numbers.
+RUN_LOCAL_FIELDS = frozenset({"device", "quiet", "num_threads", "data_dir", "download"})
+# ... and those that may differ between an interrupted run and its resumption: also how long it runs
+# (epochs), which leaves the numbers of the epochs already done as they were.
+RESUMABLE_CHANGES = RUN_LOCAL_FIELDS | {"epochs"}
 
 
 @dataclass

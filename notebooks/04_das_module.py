@@ -54,7 +54,7 @@ from myst_nb import glue
 
 from das.book import ROOT
 from das.data import load_dataset, static_miss_probability
-from das.results import checkpoint_path, result_path
+from das.results import checkpoint_path
 from das.samplers import DASSampler
 from das.samplers.features import FIXED_FEATURES, fixed_features, standardise_over_frames
 
@@ -71,19 +71,10 @@ def trained(config: TrainConfig, num_frames: int, num_classes: int, in_channels:
     return ``(model with the best epoch's weights, run record)``.
 
     The run's per-epoch checkpoint is kept (``keep_checkpoint``): it holds the trained weights this
-    chapter inspects. A stored run whose config differs (another ``epochs``, say) is redone.
+    chapter inspects. ``run_one`` redoes a stored run whose config differs (another ``epochs``, say).
     """
-    path = result_path(store, profile, config.dataset, config.method, config.seed)
+    path = run_one(config, profile=profile, results_dir=store, keep_checkpoint=True)
     checkpoint = checkpoint_path(store, profile, config.dataset, config.method, config.seed)
-    ignore = {"device", "quiet", "num_threads"}  # where and how verbosely, not what
-
-    def same(stored: dict, wanted: dict) -> bool:
-        return all(stored.get(key) == value for key, value in wanted.items() if key not in ignore)
-
-    stale = path.exists() and (
-        not checkpoint.exists() or not same(json.loads(path.read_text())["config"], config.to_dict())
-    )
-    run_one(config, profile=profile, results_dir=store, force=stale, keep_checkpoint=True)
     model = build_model(config, num_frames, num_classes, in_channels)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["best_state"])
     return model.eval(), json.loads(path.read_text())

@@ -74,19 +74,16 @@ overrides = dict(
     device=device, num_threads=num_threads, quiet=True,
 )  # fmt: skip
 wanted = table1_configs(sweep_profile, datasets, methods, seeds, **overrides)
-existed = [result_path(store, sweep_profile, c.dataset, c.method, c.seed).exists() for c in wanted]
+# The sweep reads back a stored run of the same settings and redoes one of other settings; a JSON
+# that is new or rewritten afterwards was trained by this execution.
+def stamp(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+before = [stamp(result_path(store, sweep_profile, c.dataset, c.method, c.seed)) for c in wanted]
 paths = run_table1(sweep_profile, datasets, methods, seeds, results_dir=store, **overrides)
 table, csv_path, md_path = write_summary(store, sweep_profile)
 runs = load_runs(store, sweep_profile)
-
-# A run read back from the store keeps the settings it was trained with; flag any that differ from
-# what this notebook asked for (another `epochs`, say): its numbers are shown, but marked.
-IGNORED = {"device", "quiet", "num_threads"}  # where and how verbosely a run ran, not what it ran
-
-
-def differs(stored: dict, config) -> list[str]:
-    return sorted(k for k, v in config.to_dict().items() if k not in IGNORED and stored.get(k) != v)
-
 
 by_path = {Path(run["path"]).resolve(): run for run in runs}
 listing = []
@@ -101,15 +98,10 @@ for i, (config, path) in enumerate(zip(wanted, paths)):
         "sampler options": ", ".join(f"{k}={v}" for k, v in run["config"]["sampler_options"].items()),
         "device": run["device"],
         "wall time (s)": round(run["timings"]["wall_s"], 1),
-        "this run": "read back" if existed[i] else "trained now",
-        "settings differ": ", ".join(differs(run["config"], config)) or "",
+        "this run": "read back" if before[i] == stamp(Path(path)) else "trained now",
     })  # fmt: skip
 listing = pd.DataFrame(listing)
 display(listing)
-stale = int((listing["settings differ"] != "").sum())
-if stale:
-    display(Markdown(f"**{stale} stored run(s) were trained with other settings** (column *settings "
-                     "differ*); delete their JSON files, or call the sweep with `force=True`, to redo them."))
 
 # %%
 epochs_by_dataset = listing.groupby("dataset", sort=False)["epochs"].agg(lambda e: "/".join(map(str, sorted(set(e)))))

@@ -81,7 +81,6 @@ DEFAULTS = {  # DAS's options as the profile runs it: a variant's name lists onl
        if p.default is not inspect.Parameter.empty},
     **sweep_profile.sampler_options.get("das", {}),
 }  # fmt: skip
-IGNORED = {"device", "quiet", "num_threads"}  # where and how verbosely a run ran, not what it ran
 COLORS = {"full": "tab:gray", "uniform": "tab:green", "dps": "tab:blue", "das": "tab:orange"}
 
 
@@ -106,19 +105,13 @@ def config_for(dataset: str, method: str, ratio: float, options: dict, run_seed:
 
 
 def run(config: TrainConfig, variant: str, splits, keep: bool = False) -> dict:
-    """Train ``config`` into the variant's folder, or read it back; redo it if its stored settings
-    differ, or if ``keep`` (its checkpoint is needed afterwards) and the checkpoint is gone. The record
-    gets ``trained_now``."""
-    where = store_profile(variant)
-    path = result_path(root, where, config.dataset, config.method, config.seed)
-    stale = False
-    if path.exists():
-        stored = json.loads(path.read_text())["config"]
-        stale = any(stored.get(k) != v for k, v in config.to_dict().items() if k not in IGNORED)
-        stale |= keep and not checkpoint_path(root, where, config.dataset, config.method, config.seed).exists()
-    trained_now = stale or not path.exists()
-    run_one(config, profile=where, results_dir=root, force=stale, splits=splits, keep_checkpoint=keep)
-    return {**json.loads(path.read_text()), "trained_now": trained_now}
+    """Train ``config`` into the variant's folder, or read it back (``run_one`` redoes a stored run of
+    other settings, or one whose checkpoint is needed (``keep``) but gone). The record gets
+    ``trained_now``: whether this call wrote the JSON."""
+    path = result_path(root, store_profile(variant), config.dataset, config.method, config.seed)
+    before = path.stat().st_mtime_ns if path.exists() else None
+    run_one(config, profile=store_profile(variant), results_dir=root, splits=splits, keep_checkpoint=keep)
+    return {**json.loads(path.read_text()), "trained_now": path.stat().st_mtime_ns != before}
 
 
 # %% [markdown]

@@ -69,19 +69,10 @@ COLORS = {"full": "tab:gray", "random": "tab:olive", "uniform": "tab:green", "dp
 
 
 def run(config: TrainConfig, splits, keep: bool) -> Path:
-    """Train ``config`` into this chapter's store unless a run of the same config is stored there;
-    ``keep``: keep the run's checkpoint (its trained weights are used further down). Returns the JSON."""
-    path = result_path(store, profile, config.dataset, config.method, config.seed)
-    checkpoint = checkpoint_path(store, profile, config.dataset, config.method, config.seed)
-    ignore = {"device", "quiet", "num_threads"}  # where and how verbosely, not what
-
-    def same(stored: dict, wanted: dict) -> bool:
-        return all(stored.get(key) == value for key, value in wanted.items() if key not in ignore)
-
-    stale = path.exists() and (
-        (keep and not checkpoint.exists()) or not same(json.loads(path.read_text())["config"], config.to_dict())
-    )
-    return run_one(config, profile=profile, results_dir=store, force=stale, splits=splits, keep_checkpoint=keep)
+    """Train ``config`` into this chapter's store unless a run of the same config is stored there
+    (``run_one`` redoes one of another config); ``keep``: keep the run's checkpoint (its trained
+    weights are used further down). Returns the JSON."""
+    return run_one(config, profile=profile, results_dir=store, splits=splits, keep_checkpoint=keep)
 
 
 def filmstrip(frames: torch.Tensor, picked, columns: int, title: str, labels=None, color: str = "tab:orange",

@@ -119,3 +119,24 @@ def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch:
     monkeypatch.undo()
     run_table1("quick", datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path, force=True, **TINY)
     assert paths[0].stat().st_mtime_ns != before
+
+
+def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = get_profile("quick").config("synthetic", "uniform", 0, **TINY)
+    path = das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    before = path.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a finished run of the same config was retrained")
+
+    # Where and how verbosely it runs does not make another run...
+    monkeypatch.setattr(das.sweep, "train", no_training)
+    same = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2, "quiet": False})
+    assert das.sweep.run_one(same, profile="quick", results_dir=tmp_path) == path
+    monkeypatch.undo()
+    # ... but another number of epochs does, and so does asking for a checkpoint that was not kept.
+    longer = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "epochs": 2})
+    das.sweep.run_one(longer, profile="quick", results_dir=tmp_path)
+    assert json.loads(path.read_text())["config"]["epochs"] == 2 and path.stat().st_mtime_ns != before
+    das.sweep.run_one(longer, profile="quick", results_dir=tmp_path, keep_checkpoint=True)
+    assert checkpoint_path(tmp_path, "quick", "synthetic", "uniform", 0).exists()
