@@ -147,23 +147,30 @@ def test_input_adaptivity_at_evaluation() -> None:
             assert das.eval()(x).indices[:, 0].tolist() == [2, 7]
 
 
+CHECKER_FRAMES, CHECKER_SIZE = 8, 6
+
+
+def checkerboard_volumes(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` noise volumes of 8 frames, one frame at a random position holding a checkerboard whose
+    phase is the label: ``(x, labels, position of that frame)``."""
+    frames, size = CHECKER_FRAMES, CHECKER_SIZE
+    checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
+    x = 0.5 + 0.1 * torch.randn(count, frames, 1, size, size, generator=generator)
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    where = torch.randint(0, frames, (count,), generator=generator)
+    x[torch.arange(count), where, 0] = torch.where(labels[:, None, None] == 1, checker, 1 - checker)
+    return x, labels, where
+
+
 def test_das_learns_to_pick_the_informative_frame() -> None:
     """Short end-to-end training on synthetic volumes: the label is the phase of a checkerboard in
     one frame at a random position; every other frame is noise. A linear classifier on the one
     picked frame can only learn if DAS learns to pick the checkerboard frame."""
-    frames, size, batch = 8, 6, 32
+    frames, size, batch = CHECKER_FRAMES, CHECKER_SIZE, 32
     generator = torch.Generator().manual_seed(5)
-    checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
-
-    def volumes(count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = 0.5 + 0.1 * torch.randn(count, frames, 1, size, size, generator=generator)
-        labels = torch.randint(0, 2, (count,), generator=generator)
-        where = torch.randint(0, frames, (count,), generator=generator)
-        x[torch.arange(count), where, 0] = torch.where(labels[:, None, None] == 1, checker, 1 - checker)
-        return x, labels, where
 
     def hit_rate(sampler: DASSampler) -> float:
-        x, _, where = volumes(200)
+        x, _, where = checkerboard_volumes(200, generator)
         with torch.no_grad():
             picked = sampler.eval()(x).indices[:, 0]
         sampler.train()
@@ -175,7 +182,7 @@ def test_das_learns_to_pick_the_informative_frame() -> None:
     classifier = nn.Linear(size * size, 2)
     optimiser = torch.optim.Adam([*sampler.parameters(), *classifier.parameters()], lr=1e-2)
     for _ in range(150):
-        x, labels, _ = volumes(batch)
+        x, labels, _ = checkerboard_volumes(batch, generator)
         logits = classifier(sampler(x, generator).frames.flatten(1))
         optimiser.zero_grad()
         nn.functional.cross_entropy(logits, labels).backward()
@@ -210,29 +217,21 @@ def test_score_estimator_log_prob_carries_the_gradient_and_frames_do_not() -> No
 def test_score_estimator_learns_to_pick_the_informative_frame() -> None:
     """The constructed task above (checkerboard phase in one of 8 frames, a linear classifier on the
     one picked frame), trained with the score-function estimator and the trainer's REINFORCE term."""
-    frames, size, batch = 8, 6, 32
+    frames, size, batch = CHECKER_FRAMES, CHECKER_SIZE, 32
     generator = torch.Generator().manual_seed(5)
-    checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
-
-    def volumes(count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = 0.5 + 0.1 * torch.randn(count, frames, 1, size, size, generator=generator)
-        labels = torch.randint(0, 2, (count,), generator=generator)
-        where = torch.randint(0, frames, (count,), generator=generator)
-        x[torch.arange(count), where, 0] = torch.where(labels[:, None, None] == 1, checker, 1 - checker)
-        return x, labels, where
 
     torch.manual_seed(5)
     sampler = DASSampler(frames, 1, estimator="score")
     classifier = nn.Linear(size * size, 2)
     optimiser = torch.optim.Adam([*sampler.parameters(), *classifier.parameters()], lr=1e-2)
     for _ in range(150):
-        x, labels, _ = volumes(batch)
+        x, labels, _ = checkerboard_volumes(batch, generator)
         selection = sampler.train()(x, generator)
         losses = nn.functional.cross_entropy(classifier(selection.frames.flatten(1)), labels, reduction="none")
         optimiser.zero_grad()
         (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
         optimiser.step()
-    x, _, where = volumes(200)
+    x, _, where = checkerboard_volumes(200, generator)
     with torch.no_grad():
         assert (sampler.eval()(x).indices[:, 0] == where).float().mean().item() > 0.95
 
