@@ -59,6 +59,14 @@ sweep_profile = profile if profile in PROFILES else "quick"
 root = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
 store = root if profile == sweep_profile else root / profile
 FORMATS = {"balanced acc. (%)": "{:.1f}", "AUC": "{:.3f}", "accuracy (%)": "{:.1f}"}  # for published values too
+
+
+def formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The FORMATS columns as text, "-" where a source reports no value (plain text cells keep the
+    book theme's table layout, which a pandas Styler loses)."""
+    return frame.assign(**{c: ["-" if pd.isna(v) else f.format(v) for v in frame[c]] for c, f in FORMATS.items()})
+
+
 COLORS = dict(zip(METHOD_ORDER, ["tab:gray", "tab:olive", "tab:green", "tab:blue", "tab:purple", "tab:orange"]))
 
 # %% [markdown]
@@ -249,7 +257,7 @@ ours = table.assign(
        "accuracy (%)": 100 * table["accuracy_mean"]}
 )[["dataset", "method / model", "source", "balanced acc. (%)", "AUC", "accuracy (%)"]]  # fmt: skip
 side = pd.concat([ours, published[published["dataset"].isin(data_names)]], ignore_index=True)
-display(side.set_index(["dataset", "method / model"]).style.format(FORMATS, na_rep="-"))
+display(formatted(side).set_index(["dataset", "method / model"]))
 
 # %% [markdown]
 # The published reference values in full (SPEC 1.3; DAS paper {cite}`shankaranarayana2025das`, MedMNIST v2
@@ -257,9 +265,7 @@ display(side.set_index(["dataset", "method / model"]).style.format(FORMATS, na_r
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(published.set_index(["dataset", "method / model"]).to_string(
-    formatters={column: (lambda v, f=f: "-" if pd.isna(v) else f.format(v)) for column, f in FORMATS.items()}
-))
+print(formatted(published).set_index(["dataset", "method / model"]).to_string())
 
 # %% [markdown]
 # ## Synthetic benchmark: the numbers the text quotes
