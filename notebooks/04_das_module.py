@@ -182,6 +182,26 @@ for label, features in (("standardised", F_std), ("raw", raw)):
     print(f"{'':>12}  std over T,  volume 0 {rounded(std[0])}, volume 1 {rounded(std[1])}")
 
 # %% [markdown]
+# Before any training, a DAS sampler built from a fixed seed already picks slices that depend on the
+# volume: its base-score MLP is random, but a function of the features. The cell below records what a
+# seeded, untrained `DASSampler` picks on the two volumes at evaluation (sorted top-$k$) and in one
+# training draw from a seeded generator (rows in temporal order). The book's regression tests compare
+# these picks with stored ones, so a change to the sampler that changes what it picks fails them.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with torch.random.fork_rng():  # seed the initialisation without touching the notebook's global RNG
+    torch.manual_seed(seed)
+    untrained = DASSampler(T, k)
+with torch.no_grad():
+    for mode, selection in (
+        ("evaluation", untrained.eval()(x)),
+        ("training draw", untrained.train()(x, torch.Generator().manual_seed(seed))),
+    ):
+        for b, name in enumerate(names):
+            print(f"{mode:>13}, {name}: {selection.indices[b].tolist()}")
+
+# %% [markdown]
 # ## Training DAS and DPS briefly
 #
 # The trainer is the one every experiment of the book uses: MobileNetV3-Small {cite}`howard2019mobilenetv3`
