@@ -1,6 +1,7 @@
 """The Table 1 runner: every (dataset, method, seed) of a profile, one JSON per run in the results store.
 
-A run whose JSON exists is skipped (unless ``force``), and a run interrupted mid-training resumes from
+A run whose JSON exists with the same settings is skipped (unless ``force``); a stored run of other
+settings (the profile changed since) is redone. A run interrupted mid-training resumes from
 its per-epoch checkpoint, so an interrupted sweep loses at most one epoch and a finished one costs
 nothing to rerun. Data are loaded once per dataset, and only when some run of it still has work to do.
 """
@@ -113,7 +114,7 @@ def run_table1(
     paths, loaded = [], {}
     for number, config in enumerate(configs, 1):
         path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
-        if path.exists() and not force:
+        if path.exists() and not force and _stored_config_matches(path, config):
             paths.append(path)
             continue
         key = _data_key(config)

@@ -140,3 +140,13 @@ def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: p
     assert json.loads(path.read_text())["config"]["epochs"] == 2 and path.stat().st_mtime_ns != before
     das.sweep.run_one(longer, profile="quick", results_dir=tmp_path, keep_checkpoint=True)
     assert checkpoint_path(tmp_path, "quick", "synthetic", "uniform", 0).exists()
+
+
+def test_sweep_redoes_a_stored_run_whose_profile_settings_changed(tmp_path: Path) -> None:
+    """A sweep must not present a run made with other settings (say, before a profile changed) as a
+    result of the current profile: it reruns it, as run_one does."""
+    args = dict(datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path)
+    [path] = run_table1("quick", **args, **TINY)
+    assert json.loads(path.read_text())["config"]["lr"] == 1e-3  # the quick profile's synthetic lr
+    [again] = run_table1("quick", **args, **{**TINY, "lr": 5e-4})
+    assert again == path and json.loads(path.read_text())["config"]["lr"] == 5e-4
