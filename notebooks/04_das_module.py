@@ -183,7 +183,7 @@ for label, features in (("standardised", F_std), ("raw", raw)):
 
 # %% [markdown]
 # Before any training, a DAS sampler built from a fixed seed already picks slices that depend on the
-# volume: its base-score MLP is random, but a function of the features. The cell below records what a
+# volume: its base score starts as the slices' standardised variance (plus a small random correction). The cell below records what a
 # seeded, untrained `DASSampler` picks on the two volumes at evaluation (sorted top-$k$) and in one
 # training draw from a seeded generator (rows in temporal order). The book's regression tests compare
 # these picks with stored ones, so a change to the sampler that changes what it picks fails them.
@@ -254,11 +254,14 @@ dps = models["dps"].sampler
 # ## Step 2: base scores
 #
 # $a_{\mathrm{base}} \in \mathbb{R}^{B \times T}$ gives every slice one score. The paper says only
-# "e.g. derived from temporal variance"; our default learns it, $a_{\mathrm{base}} =
-# \mathrm{MLP}_{\mathrm{base}}(\tilde F)$ per slice ($d \to 32 \to 1$), so it can weigh edges against
-# variance for the task at hand. (The paper-literal option `base="variance"` uses the standardised slice
-# variance; the ultrasound chapter uses it.) `DASSampler.scores(x)` returns the quantities DAS samples
-# from.
+# "e.g. derived from temporal variance"; our default starts there and learns a correction,
+# $a_{\mathrm{base}} = z(\mathrm{var}) + \mathrm{MLP}_{\mathrm{base}}(\tilde F)$ per slice
+# ($d \to 32 \to 1$), where $z(\mathrm{var})$ is the slice variance standardised over $T$ and the MLP's
+# output layer starts near zero. Training can then weigh edges against variance for the task at hand,
+# from the paper's score rather than from a random one (with a random start, DAS stayed at chance on
+# AdrenalMNIST3D in the Table 1 profile; `das/samplers/das_sampler.py` has the numbers). The
+# paper-literal option `base="variance"` keeps $z(\mathrm{var})$ alone; the ultrasound chapter uses
+# it. `DASSampler.scores(x)` returns the quantities DAS samples from.
 
 # %%
 with torch.no_grad():
@@ -596,6 +599,6 @@ plt.show()
 # | $k$ rows $A_j = a_{\mathrm{base}}\, s_j$, Gumbel-softmax per row | rows share one ranking, so we sample **without replacement** (row $j$ masks earlier picks); `replacement=True` keeps the literal form | one argmax for all rows; distinct slices per draw |
 # | $H$ heads averaged | equal to one positive scale per row, computed in that product form | per-head scales vs `scores.scale` |
 # | evaluation rule not stated | no noise, **top-$k$ of $a_{\mathrm{base}}$** (equal to the masked row-wise argmax) | the three routes agree |
-# | $a_{\mathrm{base}}$ "e.g. derived from temporal variance" | **learned** from the features by default; `base="variance"` as an option | base scores of the trained sampler |
+# | $a_{\mathrm{base}}$ "e.g. derived from temporal variance" | variance score plus a **learned** correction by default; `base="variance"` as an option | base scores of the trained sampler |
 # | heads and temperature read "$F$ pooled over $T$" | pool the **raw** features: standardised ones pool to constants | mean and std over $T$ |
 # | $\tau = \tau_0(0.5 + \sigma(\cdot))$ | as published, one $\tau$ per input; it shapes only the gradient | per-volume $\tau$ |

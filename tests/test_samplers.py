@@ -152,13 +152,15 @@ CHECKER_FRAMES, CHECKER_SIZE = 8, 6
 
 def checkerboard_volumes(count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` noise volumes of 8 frames, one frame at a random position holding a checkerboard whose
-    phase is the label: ``(x, labels, position of that frame)``."""
+    phase is the label: ``(x, labels, position of that frame)``. The checkerboard (0.5 +- 0.1) has the
+    noise frames' mean and variance, so DAS's initial base score (the slices' variance) does not point
+    to it: it must learn from the edge features."""
     frames, size = CHECKER_FRAMES, CHECKER_SIZE
     checker = ((torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2).float()
     x = 0.5 + 0.1 * torch.randn(count, frames, 1, size, size, generator=generator)
     labels = torch.randint(0, 2, (count,), generator=generator)
     where = torch.randint(0, frames, (count,), generator=generator)
-    x[torch.arange(count), where, 0] = torch.where(labels[:, None, None] == 1, checker, 1 - checker)
+    x[torch.arange(count), where, 0] = 0.5 + 0.2 * (torch.where(labels[:, None, None] == 1, checker, 1 - checker) - 0.5)
     return x, labels, where
 
 
@@ -234,6 +236,19 @@ def test_score_estimator_learns_to_pick_the_informative_frame() -> None:
     x, _, where = checkerboard_volumes(200, generator)
     with torch.no_grad():
         assert (sampler.eval()(x).indices[:, 0] == where).float().mean().item() > 0.95
+
+
+def test_das_learned_base_starts_at_the_papers_variance_score() -> None:
+    """``base="learned"`` is z(variance) plus a learned correction that starts near zero, so an
+    untrained DAS keeps the highest-variance slices, as ``base="variance"`` does."""
+    x = torch.rand(3, 10, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    x = x * torch.linspace(0.1, 1.0, 10)[torch.randperm(10, generator=torch.Generator().manual_seed(7))].view(1, 10, 1, 1, 1)
+    torch.manual_seed(0)
+    learned, literal = DASSampler(10, 4).eval(), DASSampler(10, 4, base="variance").eval()
+    with torch.no_grad():
+        base, variance = learned.scores(x).base, literal.scores(x).base
+        assert (base - variance).abs().max() < 0.05 * variance.abs().max()
+        assert torch.equal(learned(x).indices, literal(x).indices)
 
 
 def test_das_evaluation_is_topk_of_base_scores() -> None:

@@ -7,8 +7,9 @@ inference. Shapes (B inputs, T frames, k picks, d features, H heads)::
 
     x        [B, T, C, H, W]
     F        [B, T, d]      cheap per-frame features, standardised over T   (features.py)
-    a_base   [B, T]         base score of each frame: MLP_base(F) per frame, d -> hidden -> 1
-                            (base="learned"), or the standardised frame variance (base="variance")
+    a_base   [B, T]         base score of each frame: z(var) + MLP_base(F) per frame, d -> hidden -> 1,
+                            MLP_base's output layer near zero at initialisation (base="learned"), or
+                            the standardised frame variance z(var) alone (base="variance")
     pooled   [B, 3 d0]      mean, max and std over T of the d0 unstandardised features
     s_h      [B, k]         Softplus(MLP_h(pooled)) for head h = 1..H, each 3 d0 -> hidden -> k
     A        [B, k, T]      A[:, j, :] = mean_h a_base * s_h[:, j]
@@ -39,9 +40,18 @@ Our decisions where the paper is silent or inconsistent (SPEC 1.1):
   ``a_base`` also stays correct if a scale underflows to 0 in low precision (a row of zeros would
   otherwise pick the lowest free index). With ``replacement=True`` evaluation uses the same top-k:
   the literal row-wise argmax would return one frame k times.
-* ``a_base``. Learned from F by default (input- and task-adaptive); ``base="variance"`` is the
-  paper's "derived from temporal variance" literally, and then only the heads and the temperature
-  learn.
+* ``a_base``. Learned from F by default (input- and task-adaptive), as a correction to the paper's
+  "derived from temporal variance": ``a_base = z(var) + MLP_base(F)`` with MLP_base's output layer
+  at 1% of its usual initial range, so training starts (almost exactly) from the paper's base score
+  and learns what to change.
+  Why: with a randomly initialised MLP_base (our first default) the evaluation picks of an untrained
+  sampler are an arbitrary function of the features, and on real AdrenalMNIST3D (quick profile, 3
+  epochs, lr 1e-3, seeds 0-2) DAS ended at chance (balanced accuracy 50.4%, AUC 0.538) while every
+  static sampler learned (52.8-57.8%); the variance start picks the slices that hold the gland. The
+  same runs with this start and a one-epoch sampler warm-up (``TrainConfig.sampler_warmup``) gave
+  62.7 / 71.3 / 59.9% (AUC 0.732 / 0.784 / 0.720), with the synthetic benchmark unchanged (96.8 /
+  81.2 / 89.5%, informative slice picked in every test volume). ``base="variance"`` is the paper's
+  base literally, and then only the heads and the temperature learn.
 * The pooled summary reads the features *before* standardisation: after standardising over T, the
   mean and std of every feature are the constants 0 and 1, so only absolute levels (how much the
   input varies at all) can make the scales and the temperature input-adaptive.
@@ -101,6 +111,7 @@ from das.samplers.gumbel import gumbel_topk, plackett_luce_log_prob, temporal_se
 
 BASES = ("learned", "variance")
 ESTIMATORS = ("st", "score")
+BASE_INIT_SCALE = 0.01  # MLP_base's output layer at 1% of nn.Linear's initial range (see _base)
 _TEMPERATURE_HIDDEN = 16
 
 
@@ -159,6 +170,11 @@ class DASSampler(Sampler):
             if base == "learned"
             else None
         )
+        if self.base_mlp is not None:
+            # a_base starts close to the paper's variance score: a small output layer, not a zero one,
+            # so that every parameter gets a gradient from the first step.
+            with torch.no_grad():
+                self.base_mlp[-1].weight.mul_(BASE_INIT_SCALE)
         # The H head MLPs: their first layers side by side in one Linear, their second layers as a
         # batched [H, hidden, k] weight (one einsum), so the heads cost one kernel each layer.
         self.head_hidden = nn.Linear(pooled, self.heads * hidden)
@@ -177,11 +193,13 @@ class DASSampler(Sampler):
         return DASScores(self._base(x, features, raw), *self._modulation(raw))
 
     def _base(self, x: Tensor, features: Tensor, raw: Tensor) -> Tensor:
-        if self.base_mlp is not None:
-            return self.base_mlp(features).squeeze(-1).float()
-        # The paper's literal base: standardised frame variance (feature 0 when features are fixed).
+        # The paper's base: standardised frame variance (feature 0 when features are fixed), plus the
+        # learned correction when base="learned".
         variance = raw[..., 0] if self.features.cnn is None else frame_variance(x)
-        return standardise_over_frames(variance.unsqueeze(-1)).squeeze(-1)
+        base = standardise_over_frames(variance.unsqueeze(-1)).squeeze(-1)
+        if self.base_mlp is None:
+            return base
+        return base + self.base_mlp(features).squeeze(-1).float()
 
     def _modulation(self, raw: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row scales ``[B, k]`` (mean over heads) and temperatures ``[B]`` from the pooled summary."""
