@@ -91,6 +91,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=_int_at_least(1))
     group.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 1e-4)")
     group.add_argument("--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)")
+    group.add_argument("--sampler-warmup", type=_int_at_least(0),
+                       help="epochs with the sampler frozen at the start (profiles: 1; default 0)")
     group.add_argument("--size", type=_int_at_least(1), help="image size (MedMNIST: 28 or 64)")
     group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
     group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
@@ -105,7 +107,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "size", "max_train_samples",
+    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "sampler_warmup", "size", "max_train_samples",
              "max_eval_samples", "device", "num_threads", "compile", "data_dir", "download", "quiet")
     return {name: getattr(args, name) for name in names}
 

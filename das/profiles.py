@@ -14,6 +14,9 @@ runs. A profile is a plain table (:data:`PROFILES`); :func:`get_profile` turns a
 - ``paper``: the six MedMNIST3D sets at 28^3, every method, ratio 0.5, 3 seeds, up to 100 epochs with
   early stopping (patience 10): the protocol of SPEC 1.2, meant for a GPU. ``download`` is off; the
   command line's ``--download`` turns it on.
+
+Both profiles freeze the learnable samplers for the first epoch (``sampler_warmup=1``, see
+:mod:`das.train`), so that the backbone has learned something before the samplers learn from its loss.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "methods": METHODS,
         "seeds": (0, 1, 2),
         "ratio": 0.5,
-        "train": {"patience": None, "size": 28},
+        "train": {"patience": None, "size": 28, "sampler_warmup": 1},
         "per_dataset": {
             "synthetic": {"epochs": 10, "lr": 1e-3, "max_train_samples": 256, "max_eval_samples": 256},
             "adrenalmnist3d": {"epochs": 3, "lr": 1e-3},
@@ -57,7 +60,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "methods": METHODS,
         "seeds": (0, 1, 2),
         "ratio": 0.5,
-        "train": {"epochs": 100, "patience": 10, "size": 28},
+        "train": {"epochs": 100, "patience": 10, "size": 28, "sampler_warmup": 1},
         "per_dataset": {},
         "sampler_options": _DAS_OPTIONS,
     },

@@ -6,6 +6,13 @@ best epoch's weights restored before the test pass, a maximum number of epochs. 
 - Sampler parameters get their own Adam parameter group with ``sampler_lr``, by default 10x ``lr``
   (the factor the DPS authors used; SPEC 1.1): at 1e-4 the few hundred sampler weights learn too
   slowly for the selection to settle before early stopping.
+- ``sampler_warmup``: for that many first epochs the sampler's parameters are frozen (it still draws
+  its picks, from its initial distribution) while the backbone learns. Without it an untrained
+  backbone can teach the sampler to avoid the informative frames (they raise the loss of a network
+  that cannot read them yet), after which the backbone never sees them: on AdrenalMNIST3D one seed of
+  three of DAS kept only slices outside the gland and stayed at the class prior (details in
+  :mod:`das.samplers.das_sampler`). Default 0 (end to end from the first step, as the paper); the
+  profiles use 1.
 - Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
   the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
   (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
@@ -74,6 +81,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     sampler_lr: float | None = None
+    sampler_warmup: int = 0
     backbone: str = "mobilenet_v3_small"
     pool: str = "mean"
     sampler_options: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +109,7 @@ class TrainConfig:
         for name in ("size", "epochs", "batch_size"):
             check_int(name, getattr(self, name), 1)
         check_int("seed", self.seed, 0)
+        check_int("sampler_warmup", self.sampler_warmup, 0)
         for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
@@ -394,6 +403,8 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
                           unit="epoch", disable=quiet)
         while epoch < config.epochs and not stop():
             model.train()
+            for parameter in sampler_params:  # frozen during the warm-up; Adam skips them (no grad)
+                parameter.requires_grad_(epoch >= config.sampler_warmup)
             epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             batches = iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed + epoch,
                                       device=device, drop_last=drop_last)
@@ -432,6 +443,8 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             epochs_bar.update(1)
             epochs_bar.set_postfix(val_loss=f"{val.loss:.3f}", best=best_epoch)
         epochs_bar.close()
+        for parameter in sampler_params:
+            parameter.requires_grad_(True)
 
         model.load_state_dict(best_state)
         eval_start = time.perf_counter()

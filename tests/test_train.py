@@ -137,12 +137,26 @@ def test_score_estimator_trains_the_sampler_through_the_trainer(splits: das.trai
     assert result.record()["config"]["sampler_options"] == {"estimator": "score"}
 
 
+def test_sampler_warmup_freezes_the_sampler_while_the_backbone_learns(splits: das.train.Splits) -> None:
+    config = tiny(method="dps", sampler_warmup=1)
+    torch.manual_seed(0)
+    before = das.train.build_model(config, 8, splits.train.num_classes, 1).state_dict()
+    model = train(config, splits).model
+    after = model.state_dict()
+    assert torch.equal(before["sampler.logits"], after["sampler.logits"])  # frozen for the one epoch run
+    assert not torch.equal(before["head.weight"], after["head.weight"])  # the rest trained
+    assert all(p.requires_grad for p in model.sampler.parameters())  # handed back trainable
+    unfrozen = train(tiny(method="dps"), splits).model.state_dict()
+    assert not torch.equal(before["sampler.logits"], unfrozen["sampler.logits"])
+
+
 @pytest.mark.parametrize(
     "overrides,message",
     [({"dataset": "mnist"}, "unknown dataset 'mnist'"), ({"method": "best"}, "unknown method 'best'"),
      ({"ratio": 0.0}, "ratio must be a number in \\(0, 1\\]"), ({"ratio": 1.5}, "ratio"),
      ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"), ({"lr": -1.0}, "lr"),
-     ({"pool": "sum"}, "unknown pool"), ({"device": "tpu"}, "device")],
+     ({"pool": "sum"}, "unknown pool"), ({"device": "tpu"}, "device"),
+     ({"sampler_warmup": -1}, "sampler_warmup")],
 )
 def test_bad_config_raises_value_error(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
