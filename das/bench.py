@@ -61,6 +61,8 @@ class BenchConfig:
     # Seeds the benchmark input and the models' initial weights.
     seed: int = 0
     data_dir: str | None = None
+    # DAS with its fixed features compiled into fused kernels (DASSampler(fused_features=True)).
+    fused_features: bool = False
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchConfig:
@@ -95,7 +97,8 @@ def _model(
     method: str, num_frames: int, k: int, config: BenchConfig, device: torch.device, num_classes: int | None = None
 ) -> SubsampledClassifier:
     """``num_classes``: default ``config.num_classes`` (random inputs); a real dataset's own count."""
-    sampler = make_sampler(method, num_frames, k)
+    options = {"fused_features": True} if method == "das" and config.fused_features else {}
+    sampler = make_sampler(method, num_frames, k, **options)
     sampler.check_finite = False  # the benchmark input is known finite; keep the sync out of the timing
     torch.manual_seed(config.seed)
     classes = config.num_classes if num_classes is None else num_classes
@@ -278,12 +281,19 @@ def run_bench(config: BenchConfig, out_dir: str | Path = "results/bench") -> dic
     return report
 
 
+def features_label(report: dict[str, Any]) -> str:
+    """How the report's DAS computed its fixed features: eager, or fused by ``torch.compile``."""
+    fused = report["config"].get("fused_features", False)
+    return f"DAS fixed features {'fused (torch.compile)' if fused else 'eager'}"
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     import pandas as pd
 
     env = report["environment"]
     lines = [
-        f"Device: {env['device']}; torch {env['torch']}; {env['threads']} threads; peak RSS {env['peak_rss_mb']:.0f} MB",
+        f"Device: {env['device']}; torch {env['torch']}; {env['threads']} threads; peak RSS {env['peak_rss_mb']:.0f} MB; "
+        f"{features_label(report)}",
         "",
         "Inference per volume (batch of the config), median:",
         "",
@@ -300,7 +310,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 def main_summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal: the environment and the headline ratios."""
     env = report["environment"]
-    out = [f"device: {env['device']} | torch {env['torch']} | threads {env['threads']}"]
+    out = [f"device: {env['device']} | torch {env['torch']} | threads {env['threads']} | {features_label(report)}"]
     for row in report["inference"]:
         if row["method"] in ("full", "das"):
             share = f", sampler time share {row['sampler_time_share']:.3f}" if "sampler_time_share" in row else ""

@@ -205,6 +205,8 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=_int_at_least(1), help="torch CPU threads (default: torch's)")
     parser.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
+    parser.add_argument("--fused-features", action="store_true",
+                        help="DAS with torch.compile'd fixed features (compiles first, needs a C++ compiler on CPU)")
     parser.add_argument("--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)")
 
 
@@ -213,7 +215,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = (BenchConfig.quick if args.quick else BenchConfig)(device=args.device, data_dir=args.data_dir)
+    config = (BenchConfig.quick if args.quick else BenchConfig)(
+        device=args.device, data_dir=args.data_dir, fused_features=args.fused_features
+    )
     try:
         report = run_bench(config, args.out)
     except ValueError as error:  # e.g. an unknown or unavailable device

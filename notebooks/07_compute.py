@@ -50,6 +50,7 @@ repeats = 7  # timed forward passes per model (the median is reported)
 warmup = 2  # untimed passes before timing
 train_steps = 8  # timed training steps per model (throughput)
 data_batches = 10  # batches timed in the data-path measurement (None: a whole epoch)
+fused_features = False  # DAS with torch.compile'd fixed features (compiles first; needs a C++ compiler on CPU)
 reuse = True  # read results/<profile>/bench/bench.json when it holds this very configuration
 
 # %%
@@ -59,7 +60,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from das.bench import BenchConfig, check_targets, run_bench
+from das.bench import BenchConfig, check_targets, features_label, run_bench
 from das.book import ROOT, glue, package_digest
 
 torch.set_num_threads(threads)
@@ -73,6 +74,7 @@ config = BenchConfig(
     data_batches=data_batches,
     device=device,
     seed=seed,
+    fused_features=fused_features,
 )
 out_dir = ROOT / "results" / profile / "bench"
 bench_file = out_dir / "bench.json"
@@ -95,7 +97,7 @@ if not reused:
     run_bench(config, out_dir)
 report = json.loads(bench_file.read_text())  # every figure below comes from this file
 env = report["environment"]
-environment_line = f"{env['device']} | torch {env['torch']} | {env['threads']} threads"
+environment_line = f"{env['device']} | torch {env['torch']} | {env['threads']} threads | {features_label(report)}"
 print(f"{'read' if reused else 'measured and wrote'} {bench_file.relative_to(ROOT)}")
 print(environment_line)
 
@@ -226,6 +228,16 @@ glue("cmp_setting", "matches" if on_target_machine else "differs from")
 # This run's setting {glue:text}`cmp_setting` the targets' (CPU, 2 threads). Wall times on a shared
 # machine are noisy; the FLOP figures are exact. Small elementwise ops suffer most from a busy CPU
 # (several threads waiting for each other), so the sampler's time share is the least stable figure.
+#
+# Where the time goes when a target is missed: in eager mode the fixed features are about fifteen
+# elementwise passes over every voxel (two moments, the frame difference, the Sobel and Laplacian
+# filters as shifted slices, the magnitude and the sums), each paying a full read and write of the
+# volume; and the backbone itself does not scale down linearly at small batches (at ratio 0.25 it
+# gets 16 x 7 frames per call, where per-layer overheads weigh more). The first cost goes away when
+# the passes are fused: `DASSampler(fused_features=True)` compiles the same feature code with
+# `torch.compile` into a kernel or two (same values up to float32 rounding; compiled on first use,
+# which takes seconds and, on CPU, a C++ compiler). Set `fused_features = True` above, or run
+# `python -m das bench --fused-features`, to measure it.
 #
 # ## Training throughput
 #

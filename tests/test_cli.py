@@ -84,3 +84,19 @@ def test_python_dash_m_reports_bad_ratio_without_traceback() -> None:
                            "--ratio", "2"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "das train: error: argument --ratio: ratio must be in (0, 1], got 2"
+
+
+def test_bench_flags_reach_the_benchmark_config(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    import das.bench
+
+    seen = {}
+
+    def fake_run_bench(config: das.bench.BenchConfig, out_dir: str) -> dict:
+        seen.update(config=config, out_dir=out_dir)
+        raise ValueError("stop here")  # reported as a usage error, after the config was built
+
+    monkeypatch.setattr(das.bench, "run_bench", fake_run_bench)
+    status, _, err = run_main(["bench", "--quick", "--fused-features", "--out", str(tmp_path)], capsys)
+    assert status == 2 and "stop here" in err
+    assert seen["config"].fused_features and seen["config"].sizes == (28,) and seen["out_dir"] == str(tmp_path)

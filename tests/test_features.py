@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from das.flops import count_flops
+from das.samplers import DASSampler
 from das.samplers.features import edge_kernels, fixed_features, fixed_features_flops
 
 
@@ -44,3 +45,24 @@ def test_flop_counter_counts_the_features_with_the_formula() -> None:
     assert flops == fixed_features_flops(x.shape) == 510_832  # about 23 FLOPs per voxel
     colour = torch.rand(2, 3, 3, 2, 2)  # channel mean and padding counted too
     assert count_flops(fixed_features, colour) == fixed_features_flops(colour.shape)
+
+
+def test_fused_features_equal_the_eager_ones_and_count_the_same_flops() -> None:
+    """``fused=True`` runs the same code compiled by torch.compile (one compile, dynamic shapes)."""
+    for shape in [(2, 6, 1, 28, 28), (3, 4, 3, 2, 2)]:
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(fixed_features(x, fused=True), fixed_features(x), rtol=1e-5, atol=1e-6)
+        assert count_flops(lambda v: fixed_features(v, fused=True), x) == fixed_features_flops(x.shape)
+    with pytest.raises(ValueError, match="fused"):
+        fixed_features(x, fused="yes")  # type: ignore[arg-type]
+
+
+def test_das_with_fused_features_picks_what_das_picks() -> None:
+    x = torch.rand(4, 12, 1, 10, 10, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    eager = DASSampler(12, 5).eval()
+    fused = DASSampler(12, 5, fused_features=True).eval()
+    fused.load_state_dict(eager.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fused(x).indices, eager(x).indices)
+    assert "fused=True" in repr(fused.features)
