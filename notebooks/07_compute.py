@@ -212,6 +212,7 @@ for i, check in checks.iterrows():
     glue(f"cmp_target_{i}_value", float("nan") if check["value"] is None else check["value"])
     glue(f"cmp_target_{i}_bound", check["bound"])
     glue(f"cmp_target_{i}_result", check["result"])
+glue("cmp_features", features_label(report))
 on_target_machine = env["threads"] == 2 and env["device"].startswith("cpu")
 glue("cmp_setting", "matches" if on_target_machine else "differs from")
 
@@ -236,8 +237,8 @@ glue("cmp_setting", "matches" if on_target_machine else "differs from")
 # gets 16 x 7 frames per call, where per-layer overheads weigh more). The first cost goes away when
 # the passes are fused: `DASSampler(fused_features=True)` compiles the same feature code with
 # `torch.compile` into a kernel or two (same values up to float32 rounding; compiled on first use,
-# which takes seconds and, on CPU, a C++ compiler). Set `fused_features = True` above, or run
-# `python -m das bench --fused-features`, to measure it.
+# which takes seconds and, on CPU, a C++ compiler). This run: {glue:text}`cmp_features` (the
+# `fused_features` parameter above; `python -m das bench --fused-features` on the command line).
 #
 # ## Training throughput
 #

@@ -32,8 +32,8 @@ host.
 Fused (``fused=True``, ``DASSampler(fused_features=True)``): the eager implementation is about fifteen
 elementwise passes, each reading and writing the whole volume, which is where most of the sampler's
 time goes on CPU (the FLOPs are few). Inside the same operator, the same code can instead run compiled
-by ``torch.compile`` (dynamic shapes, so one compilation serves every batch size), which fuses the
-passes into a kernel or two. Off by default: compiling takes seconds on first use and needs a C++
+by ``torch.compile`` (the batch size symbolic, so one compilation serves every batch size of a
+frame shape ``T, C, H, W``), which fuses the passes into a kernel or two. Off by default: compiling takes seconds on first use and needs a C++
 compiler on CPU (Triton on CUDA).
 
 Learned (the paper's future work): a tiny CNN per frame on the channel mean (so it needs no
@@ -127,17 +127,24 @@ def _features(x: Tensor) -> Tensor:
 
 
 @functools.cache
-def _fused_features() -> Callable[[Tensor], Tensor]:
+def _compiled_features() -> Callable[[Tensor], Tensor]:
     """:func:`_features` compiled by ``torch.compile`` into fused kernels (built on first use)."""
     # Compiling on a machine without CUDA makes torch log a CUDA_HOME warning on stderr: noise here.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    return torch.compile(_features, dynamic=True)
+    return torch.compile(_features, dynamic=False)
+
+
+def _fused_features(x: Tensor) -> Tensor:
+    # The batch size stays symbolic, so one compilation serves every batch of a frame shape; T, C, H
+    # and W stay specialised (about 1.8x faster kernels on CPU at 28^3 than all-dynamic shapes).
+    torch._dynamo.maybe_mark_dynamic(x, 0)
+    return _compiled_features()(x)
 
 
 @torch.library.custom_op("das::fixed_features", mutates_args=())
 def _fixed_features_op(x: Tensor, fused: bool) -> Tensor:
     """:func:`_features`, eager or (``fused``) compiled; one operator so ``FlopCounterMode`` counts it."""
-    return _fused_features()(x) if fused else _features(x)
+    return _fused_features(x) if fused else _features(x)
 
 
 @_fixed_features_op.register_fake
