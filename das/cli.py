@@ -21,7 +21,7 @@ from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, result_path, write_summary
 from das.samplers import SAMPLERS
-from das.sweep import run_one, run_table1, table1_configs
+from das.sweep import run_one, run_table1, stored_run_matches, table1_configs
 from das.train import TrainConfig, build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
@@ -144,8 +144,8 @@ def _run_train(args: argparse.Namespace) -> int:
             config = TrainConfig(dataset=args.dataset, method=args.method, seed=args.seed, **overrides)
         profile = args.profile or "custom"
         path = result_path(args.results_dir, profile, config.dataset, config.method, config.seed)
-        if path.exists() and not args.force:
-            print(f"{path} exists; not retraining (use --force to rerun)")
+        if path.exists() and not args.force and stored_run_matches(path, config):
+            print(f"{path} exists with these settings; not retraining (use --force to rerun)")
             return 0
         splits = load_splits(config)
         # Build the model once now so that bad sampler options fail here, as a usage error.

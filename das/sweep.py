@@ -17,7 +17,7 @@ from typing import Any
 
 from das.profiles import get_profile
 from das.results import checkpoint_path, result_path, versions, write_json_atomic
-from das.train import RUN_LOCAL_FIELDS, Splits, TrainConfig, load_splits, train
+from das.train import Splits, TrainConfig, checkpoint_differences, load_splits, train
 
 
 def run_one(
@@ -34,18 +34,16 @@ def run_one(
     A stored JSON counts only if it was made by the same config, up to fields that do not change the
     numbers (:data:`das.train.RUN_LOCAL_FIELDS`: device, threads, ...) and, with ``keep_checkpoint``,
     if its checkpoint is still there; otherwise the run is redone. The run checkpoints every epoch
-    under ``<profile>/checkpoints/`` and resumes from there; the checkpoint is deleted once the JSON is
-    written unless ``keep_checkpoint``. ``force`` also discards an existing checkpoint, so the run
-    starts over.
+    under ``<profile>/checkpoints/`` and resumes from there (a checkpoint of other settings is
+    discarded); the checkpoint is deleted once the JSON is written unless ``keep_checkpoint``.
+    ``force`` also discards an existing checkpoint, so the run starts over.
     """
     path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
     checkpoint = checkpoint_path(results_dir, profile, config.dataset, config.method, config.seed)
-    if path.exists() and not force:
-        if _stored_config_matches(path, config) and (checkpoint.exists() or not keep_checkpoint):
-            return path
-        force = True
-    if force:
-        checkpoint.unlink(missing_ok=True)
+    if path.exists() and not force and stored_run_matches(path, config) and (checkpoint.exists() or not keep_checkpoint):
+        return path
+    if force or (checkpoint.exists() and checkpoint_differences(checkpoint, config)):
+        checkpoint.unlink(missing_ok=True)  # asked to start over, or the checkpoint is of other settings
     result = train(config, splits, checkpoint=checkpoint)
     record: dict[str, Any] = {
         "profile": profile,
@@ -66,9 +64,9 @@ def run_one(
     return path
 
 
-def _stored_config_matches(path: Path, config: TrainConfig) -> bool:
-    stored, current = json.loads(path.read_text())["config"], config.to_dict()
-    return all(stored.get(key) == current.get(key) for key in set(stored) | set(current) if key not in RUN_LOCAL_FIELDS)
+def stored_run_matches(path: Path, config: TrainConfig) -> bool:
+    """The run stored at ``path`` was made with ``config``'s settings (run-local fields aside)."""
+    return not config.differences(json.loads(path.read_text())["config"])
 
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
@@ -114,7 +112,7 @@ def run_table1(
     paths, loaded = [], {}
     for number, config in enumerate(configs, 1):
         path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
-        if path.exists() and not force and _stored_config_matches(path, config):
+        if path.exists() and not force and stored_run_matches(path, config):
             paths.append(path)
             continue
         key = _data_key(config)

@@ -10,9 +10,10 @@ best epoch's weights restored before the test pass, a maximum number of epochs. 
   its picks, from its initial distribution) while the backbone learns. Without it an untrained
   backbone can teach the sampler to avoid the informative frames (they raise the loss of a network
   that cannot read them yet), after which the backbone never sees them: on AdrenalMNIST3D one seed of
-  three of DAS kept only slices outside the gland and stayed at the class prior (details in
+  three of DAS kept only slices outside the gland and stayed at the class prior; the warm-up,
+  together with DAS's variance start of its base score, fixed that (details and numbers in
   :mod:`das.samplers.das_sampler`). Default 0 (end to end from the first step, as the paper); the
-  profiles use 1.
+  profiles use 1. A warm-up as long as the run leaves the sampler untrained (with a warning).
 - Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
   the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
   (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
@@ -33,6 +34,7 @@ import dataclasses
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -133,6 +135,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def differences(self, stored: dict[str, Any], ignore: frozenset[str] = RUN_LOCAL_FIELDS) -> list[str]:
+        """Fields (outside ``ignore``) where a stored config dict differs from this config. A field
+        the stored dict lacks (written before the field existed) counts as its default value."""
+        defaults = TrainConfig.default_dict()
+        current = self.to_dict()
+        return sorted(key for key in current if key not in ignore and stored.get(key, defaults[key]) != current[key])
+
+    @staticmethod
+    def default_dict() -> dict[str, Any]:
+        """Every field's default value."""
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                for f in dataclasses.fields(TrainConfig)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -303,13 +318,17 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
 
 
+def checkpoint_differences(path: Path, config: TrainConfig) -> list[str]:
+    """Settings in which the checkpoint at ``path`` differs from ``config`` (a resume may change
+    :data:`RESUMABLE_CHANGES`); empty when :func:`train` can resume from it."""
+    return config.differences(torch.load(path, map_location="cpu", weights_only=False)["config"], RESUMABLE_CHANGES)
+
+
 def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    saved = state["config"]
-    current = config.to_dict()
-    differ = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
+    differ = config.differences(state["config"], RESUMABLE_CHANGES)
     if differ:
         raise ValueError(
             f"checkpoint {path} belongs to a different config (fields {', '.join(differ)} differ); "
@@ -397,6 +416,9 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         def stop() -> bool:
             return config.patience is not None and bad_epochs >= config.patience
 
+        if sampler_params and config.sampler_warmup >= config.epochs:
+            warnings.warn(f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
+                          "stays frozen for the whole run", stacklevel=2)
         quiet = _progress_disabled(config)
         drop_last = len(train_set) > config.batch_size
         epochs_bar = tqdm(total=config.epochs, initial=min(epoch, config.epochs), desc=f"{config.dataset}/{config.method}",

@@ -183,10 +183,11 @@ for label, features in (("standardised", F_std), ("raw", raw)):
 
 # %% [markdown]
 # Before any training, a DAS sampler built from a fixed seed already picks slices that depend on the
-# volume: its base score starts as the slices' standardised variance (plus a small random correction). The cell below records what a
-# seeded, untrained `DASSampler` picks on the two volumes at evaluation (sorted top-$k$) and in one
-# training draw from a seeded generator (rows in temporal order). The book's regression tests compare
-# these picks with stored ones, so a change to the sampler that changes what it picks fails them.
+# volume: its base score starts as the slices' standardised variance (plus a small random
+# correction). The cell below records what a seeded, untrained `DASSampler` picks on the two volumes
+# at evaluation (sorted top-$k$) and in one training draw from a seeded generator (rows in temporal
+# order). The book's regression tests compare these picks with stored ones, so a change to the
+# sampler that changes what it picks fails them.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -204,7 +205,8 @@ with torch.no_grad():
 # %% [markdown]
 # ## Training DAS and DPS briefly
 #
-# The trainer is the one every experiment of the book uses: MobileNetV3-Small {cite}`howard2019mobilenetv3`
+# The trainer is the one every experiment of the book uses, here with its defaults (the paper's
+# straight-through estimator, no sampler warm-up): MobileNetV3-Small {cite}`howard2019mobilenetv3`
 # on the $k$ picked slices, mean-pooled, a linear head; Adam, learning rate $10^{-4}$ for the backbone
 # and $10^{-3}$ for the sampler. Here it runs for a few epochs on a subset of the training split, just
 # enough to move the sampler away from its initialisation; the Table 1 chapter has the real

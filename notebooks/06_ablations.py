@@ -21,10 +21,11 @@
 #   with the full sequence as the upper reference;
 # - our decisions where the paper is silent or inconsistent (chapter 4): sampling **without**
 #   replacement (ours) versus with replacement (the paper's literal rule), the adaptive temperature on
-#   or off, fixed Sobel/Laplacian features versus a small learned CNN per slice, a learned base score
-#   (ours) versus the paper's "temporal variance" base, and the gradient estimator the sampler learns
-#   with: the profiles train DAS with the score-function (REINFORCE) estimator, the paper uses the
-#   straight-through Gumbel-softmax gradient (`das/samplers/das_sampler.py` explains why we switched).
+#   or off, fixed Sobel/Laplacian features versus a small learned CNN per slice, the variance score
+#   plus a learned correction as base score (ours) versus the paper's "temporal variance" base alone,
+#   and the gradient estimator the sampler learns with: the profiles train DAS with the
+#   score-function (REINFORCE) estimator, the paper uses the straight-through Gumbel-softmax gradient
+#   (`das/samplers/das_sampler.py` explains why we switched).
 #
 # The experiments run on the **synthetic benchmark** (`das.data`; synthetic volumes whose label is
 # drawn in one slice at a random depth). There the paper's claim is testable by construction: a

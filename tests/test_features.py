@@ -48,7 +48,7 @@ def test_flop_counter_counts_the_features_with_the_formula() -> None:
 
 
 def test_fused_features_equal_the_eager_ones_and_count_the_same_flops() -> None:
-    """``fused=True`` runs the same code compiled by torch.compile (one compile, dynamic shapes)."""
+    """``fused=True`` runs the same code compiled by torch.compile (one compilation per frame shape)."""
     for shape in [(2, 6, 1, 28, 28), (3, 4, 3, 2, 2)]:
         x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(fixed_features(x, fused=True), fixed_features(x), rtol=1e-5, atol=1e-6)

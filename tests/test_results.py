@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import das.sweep
+import das.train
 from das.data import DATASETS
 from das.profiles import METHODS, MEDMNIST3D, PROFILES, get_profile
 from das.results import (checkpoint_path, format_summary, load_runs, result_path, summary, write_json_atomic,
                          write_summary)
 from das.sweep import run_table1, table1_configs
 
-TINY = dict(epochs=1, size=16, max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1,
+TINY = dict(epochs=1, sampler_warmup=0, size=16, max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1,
             dataset_options={"num_frames": 8, "num_samples": 16})
 
 
@@ -150,3 +152,24 @@ def test_sweep_redoes_a_stored_run_whose_profile_settings_changed(tmp_path: Path
     assert json.loads(path.read_text())["config"]["lr"] == 1e-3  # the quick profile's synthetic lr
     [again] = run_table1("quick", **args, **{**TINY, "lr": 5e-4})
     assert again == path and json.loads(path.read_text())["config"]["lr"] == 5e-4
+
+
+def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings(tmp_path: Path) -> None:
+    config = get_profile("quick").config("synthetic", "dps", 0, **{**TINY, "epochs": 2})
+    path = result_path(tmp_path, "quick", "synthetic", "dps", 0)
+    checkpoint = checkpoint_path(tmp_path, "quick", "synthetic", "dps", 0)
+    write_json_atomic(path, {"config": {**config.to_dict(), "lr": 0.5}})  # a stored run of other settings
+    # An interrupted redo: one epoch done and checkpointed with the current settings.
+    das.sweep.train(das.train.TrainConfig(**{**config.to_dict(), "epochs": 1}), checkpoint=checkpoint)
+    first_epoch = torch.load(checkpoint, weights_only=False)["history"][0]
+    das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    record = json.loads(path.read_text())
+    assert record["epochs_run"] == 2 and record["history"][0] == first_epoch  # resumed, not restarted
+    # A checkpoint of other settings is not resumed (train would refuse it): it is dropped, and the
+    # run starts over, with the same first epoch as before (training is deterministic).
+    write_json_atomic(path, {"config": {**config.to_dict(), "pool": "max"}})
+    das.sweep.train(das.train.TrainConfig(**{**config.to_dict(), "epochs": 1, "pool": "max"}), checkpoint=checkpoint)
+    other = torch.load(checkpoint, weights_only=False)["history"][0]
+    das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    redone = json.loads(path.read_text())["history"][0]
+    assert redone["train_loss"] == first_epoch["train_loss"] != other["train_loss"]

@@ -124,12 +124,13 @@ def _edge_volumes(positions: list[int], frames: int = 10, size: int = 12) -> tor
 
 
 def _edge_preferring_das(frames: int, k: int) -> DASSampler:
-    """A DAS whose base MLP is set by hand to score a frame by its (standardised) Sobel feature."""
+    """A DAS whose base MLP is set by hand to add a frame's (standardised) Sobel feature to its
+    variance score (the striped frame stands out in both)."""
     sampler = DASSampler(frames, k, hidden=4)
     first, second = sampler.base_mlp[0], sampler.base_mlp[2]
     with torch.no_grad():
         first.weight.zero_()
-        first.bias.fill_(10.0)  # keep the ReLU open: a_base = sobel + 10
+        first.bias.fill_(10.0)  # keep the ReLU open: a_base = z(var) + sobel + 10
         first.weight[0, FIXED_FEATURES.index("sobel")] = 1.0
         second.weight.zero_()
         second.weight[0, 0] = 1.0
@@ -357,6 +358,8 @@ def test_bad_input_raises_value_error_naming_argument_value_and_valid() -> None:
         ("das", {"replacement": 1}, "replacement must be True or False, got 1"),
         ("das", {"position": None}, "position must be True or False, got None"),
         ("das", {"estimator": "reinforce"}, "estimator must be one of 'st', 'score', got 'reinforce'"),
+        ("das", {"fused_features": "yes"}, "fused_features must be True or False, got 'yes'"),
+        ("das", {"fused_features": True, "features": "learned"}, "fused_features=True needs features='fixed'"),
         ("dps", {"tau": -1}, "tau must be a positive finite number, got -1"),
         ("adps", {"hidden": 0}, "hidden must be an int >= 1, got 0"),
         ("adps", {"tau": "hot"}, "tau must be a positive finite number, got 'hot'"),

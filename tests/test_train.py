@@ -141,7 +141,8 @@ def test_sampler_warmup_freezes_the_sampler_while_the_backbone_learns(splits: da
     config = tiny(method="dps", sampler_warmup=1)
     torch.manual_seed(0)
     before = das.train.build_model(config, 8, splits.train.num_classes, 1).state_dict()
-    model = train(config, splits).model
+    with pytest.warns(UserWarning, match="sampler stays frozen for the whole run"):
+        model = train(config, splits).model
     after = model.state_dict()
     assert torch.equal(before["sampler.logits"], after["sampler.logits"])  # frozen for the one epoch run
     assert not torch.equal(before["head.weight"], after["head.weight"])  # the rest trained
@@ -226,3 +227,13 @@ def test_informative_hit_rate_counts_inputs_with_an_informative_pick() -> None:
     informative = np.array([[True, False, False], [False, False, True]])
     assert informative_hit_rate(np.array([[0, 1], [0, 1]]), informative) == 0.5
     assert informative_hit_rate(np.array([[0], [2]]), informative) == 1.0
+
+
+def test_config_differences_count_a_missing_field_as_its_default() -> None:
+    """A stored config written before a field existed still matches when the field has its default."""
+    config = tiny()
+    stored = config.to_dict()
+    del stored["sampler_warmup"]
+    assert config.differences(stored) == []
+    assert tiny(sampler_warmup=2).differences(stored) == ["sampler_warmup"]
+    assert config.differences({**config.to_dict(), "device": "cuda", "lr": 0.5}) == ["lr"]  # device: run-local
