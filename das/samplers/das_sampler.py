@@ -47,13 +47,14 @@ Our decisions where the paper is silent or inconsistent (SPEC 1.1):
   Why: with a randomly initialised MLP_base (our first default) the evaluation picks of an untrained
   sampler are an arbitrary function of the features, and on real AdrenalMNIST3D (quick profile, 3
   epochs, lr 1e-3, seeds 0-2) DAS ended at chance (balanced accuracy 50.4%, AUC 0.538) while every
-  other method was above it (52.8-57.8%, the same runs); one seed's sampler had learned to keep only slices outside
-  the gland. The variance start picks the slices that hold the gland. The same runs with this start
-  and a one-epoch sampler warm-up (``TrainConfig.sampler_warmup``, now in the profiles) gave 64.4 /
-  60.7 / 55.8% (AUC 0.750 / 0.737 / 0.708), and the synthetic benchmark 95.1 / 76.7 / 85.8% with the
-  informative slice picked in every test volume (mean 85.9%; 89.3% before, same profile and machine).
-  The two changes were measured together, not one at a time. ``base="variance"`` is the
-  paper's base literally, and then only the heads and the temperature learn.
+  other method was above it (52.8-57.8%, the same runs); one seed's sampler had learned to keep only
+  slices outside the gland. The variance start picks the slices that hold the gland. The same runs
+  with this start and a one-epoch sampler warm-up (``TrainConfig.sampler_warmup``, now in the
+  profiles) gave 64.4 / 60.7 / 55.8% (AUC 0.750 / 0.737 / 0.708), and the synthetic benchmark 95.1 /
+  76.7 / 85.8% with the informative slice picked in every test volume (mean 85.9%; 89.3% before,
+  same profile and machine). The two changes were measured together, not one at a time.
+  ``base="variance"`` is the paper's base literally, and then only the heads and the temperature
+  learn.
 * The pooled summary reads the features *before* standardisation: after standardising over T, the
   mean and std of every feature are the constants 0 and 1, so only absolute levels (how much the
   input varies at all) can make the scales and the temperature input-adaptive.
@@ -167,8 +168,6 @@ class DASSampler(Sampler):
         self.replacement = check_bool("replacement", replacement)
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         check_choice("features", features, FEATURE_KINDS)
-        if check_bool("fused_features", fused_features) and features != "fixed":
-            raise ValueError(f"fused_features=True needs features='fixed' (it fuses the fixed features), got features={features!r}")
         hidden = check_int("hidden", hidden)
 
         self.features = FrameFeatures(features, position, fused=fused_features)

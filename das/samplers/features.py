@@ -29,12 +29,12 @@ other arithmetic not at all). The sampler's elementwise work is counted although
 opaque to ``torch.compile`` (a fake implementation gives its output shape) and reads no value on the
 host.
 
-Fused (``fused=True``, ``DASSampler(fused_features=True)``): the eager implementation is about fifteen
-elementwise passes, each reading and writing the whole volume, which is where most of the sampler's
-time goes on CPU (the FLOPs are few). Inside the same operator, the same code can instead run compiled
-by ``torch.compile`` (the batch size symbolic, so one compilation serves every batch size of a
-frame shape ``T, C, H, W``), which fuses the passes into a kernel or two. Off by default: compiling takes seconds on first use and needs a C++
-compiler on CPU (Triton on CUDA).
+Fused (``fused=True``, ``DASSampler(fused_features=True)``): the eager implementation is about
+fifteen elementwise passes, each reading and writing the whole volume, which is where most of the
+sampler's time goes on CPU (the FLOPs are few). Inside the same operator, the same code can instead
+run compiled by ``torch.compile`` (the batch size symbolic, so one compilation serves every batch
+size of a frame shape ``T, C, H, W``), which fuses the passes into a kernel or two. Off by default:
+compiling takes seconds on first use and needs a C++ compiler on CPU (Triton on CUDA).
 
 Learned (the paper's future work): a tiny CNN per frame on the channel mean (so it needs no
 ``in_channels``), two stride-2 3x3 convolutions and a global average, ``d = 8`` by default.
@@ -229,6 +229,8 @@ class FrameFeatures(nn.Module):
         self.kind = check_choice("features", kind, FEATURE_KINDS)
         self.position = check_bool("position", position)
         self.fused = check_bool("fused_features", fused)
+        if self.fused and kind != "fixed":
+            raise ValueError(f"fused_features=True needs features='fixed' (it fuses the fixed features), got {kind!r}")
         check_int("learned_dim", learned_dim)
         self.cnn = LearnedFrameFeatures(learned_dim) if kind == "learned" else None
         self.raw_dim = learned_dim if kind == "learned" else len(FIXED_FEATURES)
