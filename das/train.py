@@ -17,6 +17,13 @@ best epoch's weights restored before the test pass, a maximum number of epochs. 
 - Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
   the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
   (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
+- ``compile=True`` captures the whole forward pass in one graph (tested with ``fullgraph=True``), so
+  CUDA graphs can replay it: ``torch.compile`` cannot trace an explicit ``torch.Generator``, so a
+  compiled run draws the sampler's randomness from the device's global RNG (seeded with ``seed`` and
+  checkpointed too). Its numbers therefore differ from the eager run of the same config.
+- The sampler's finite check (``Sampler.check_finite``) is off in training and evaluation: batches
+  are uint8 data scaled to [0, 1], finite by construction, and the check would make the host wait for
+  the device on every batch.
 - A sampler trained with the score-function estimator returns ``Selection.log_prob``; the loss then
   gains the REINFORCE term of :func:`score_function_term` (zero otherwise), so the per-input losses
   are computed unreduced. The reported training loss is the plain mean cross-entropy.
@@ -70,7 +77,7 @@ class TrainConfig:
     seed-independent random subset) so notebooks and CI can run a tiny version; ``None`` uses the
     whole split. ``patience=None`` turns early stopping off. ``device="auto"`` picks CUDA when
     present. ``num_threads`` sets torch's CPU threads for the run only (restored afterwards).
-    ``compile`` wraps the model in ``torch.compile``.
+    ``compile`` wraps the model in ``torch.compile`` (its randomness: see the module docstring).
     """
 
     dataset: str = "synthetic"
@@ -389,7 +396,9 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
     num_frames = train_set.num_frames
     with _run_context(config, device):
         model = build_model(config, num_frames, train_set.num_classes, train_set.in_channels).to(device)
+        model.sampler.check_finite = False  # uint8 data: finite by construction (see the module docstring)
         generator = torch.Generator(device=device).manual_seed(config.seed)
+        step_generator = None if config.compile else generator  # None: the global RNG, which compiles
         sampler_params = list(model.sampler.parameters())
         sampler_ids = {id(p) for p in sampler_params}
         groups = [{"params": [p for p in model.parameters() if id(p) not in sampler_ids], "lr": config.lr}]
@@ -433,7 +442,7 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             for x, y in tqdm(batches, total=len(train_set) // config.batch_size if drop_last else None,
                              desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
                 with _autocast(device):
-                    logits, selection = forward(x, generator)
+                    logits, selection = forward(x, step_generator)
                 losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
                 loss = losses.mean()
                 optimizer.zero_grad(set_to_none=True)

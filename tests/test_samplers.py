@@ -370,6 +370,29 @@ def test_bad_option_values(name: str, options: dict[str, object], match: str) ->
         make_sampler(name, 6, 2, **options)
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "modes"),
+    [("das", {}, (True, False)), ("das", {"estimator": "score"}, (True,)), ("das", {"replacement": True}, (True,)),
+     ("das", {"base": "variance", "features": "learned"}, (True, False)), ("dps", {}, (True, False)),
+     ("adps", {}, (True, False)), ("uniform", {}, (True, False)), ("full", {}, (True, False)),
+     # Random evaluation draws from the sampler's own torch.Generator, which dynamo cannot trace.
+     ("random", {}, (True,))],
+)
+def test_forward_compiles_into_one_graph(name: str, options: dict[str, object], modes: tuple[bool, ...]) -> None:
+    """On CPU, what the CUDA test below checks on a GPU: ``fullgraph=True`` fails at anything that
+    would read a value on the host (``.item()``, a branch on a tensor's value). Randomness comes from
+    the global RNG, as in a compiled training run."""
+    sampler = make_sampler(name, 16, 16 if name == "full" else 8, **options)
+    sampler.check_finite = False
+    x = torch.rand(4, 16, 1, 12, 12)
+    for training in modes:
+        sampler.train(training)
+        torch._dynamo.reset()
+        with torch.set_grad_enabled(training):
+            selection = torch.compile(sampler, fullgraph=True, backend="eager")(x)
+        assert torch.equal(selection.frames.detach(), x[torch.arange(4)[:, None], selection.indices])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", ["das", "dps", "adps", "random", "uniform"])
 def test_cuda_forward_without_host_device_sync(name: str) -> None:

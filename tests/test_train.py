@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+import das.samplers.base
 import das.train
 from das.metrics import (UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate,
                          selection_histogram)
@@ -149,6 +150,35 @@ def test_sampler_warmup_freezes_the_sampler_while_the_backbone_learns(splits: da
     assert all(p.requires_grad for p in model.sampler.parameters())  # handed back trainable
     unfrozen = train(tiny(method="dps"), splits).model.state_dict()
     assert not torch.equal(before["sampler.logits"], unfrozen["sampler.logits"])
+
+
+@pytest.mark.parametrize("options", [{"method": "das"}, {"method": "das", "sampler_options": {"estimator": "score"}},
+                                     {"method": "dps", "sampler_warmup": 1, "epochs": 2}, {"method": "adps"}])
+def test_compiled_training_captures_the_whole_forward_in_one_graph(
+    options: dict, splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CPU stand-in for "CUDA graphs can capture it": ``fullgraph=True`` raises at any graph break
+    (an explicit generator, ``.item()``, a branch on a tensor's value such as the finite check).
+    The eager backend traces without generating code, so the test takes seconds."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: compile_(model, fullgraph=True, backend="eager"))
+    torch._dynamo.reset()
+    result = train(tiny(compile=True, **options), splits)
+    assert np.isfinite(result.metrics["auc"])
+    assert result.model.sampler.check_finite is False
+
+
+def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    check_input = das.samplers.base.check_input
+
+    def spy(x: torch.Tensor, num_frames: int, check_finite: bool = True) -> torch.Tensor:
+        seen.append(check_finite)
+        return check_input(x, num_frames, check_finite)
+
+    monkeypatch.setattr(das.samplers.base, "check_input", spy)
+    train(tiny(), splits)
+    assert seen and not any(seen)  # every batch, training and evaluation, skipped the host-side wait
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor
     """Reject anything but a finite floating ``[B, T, C, H, W]`` tensor with ``T == num_frames``.
 
     ``check_finite`` is the one check that reads values, and so the one that waits for the device;
-    hot GPU loops (``torch.compile``, CUDA graphs) turn it off through ``Sampler.check_finite``.
+    hot loops turn it off through ``Sampler.check_finite`` (the trainer, whose uint8 data are
+    finite by construction, and the benchmark); it also splits a ``torch.compile`` graph.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"x must be a torch.Tensor of shape [B, T, C, H, W], got {type(x).__name__}")

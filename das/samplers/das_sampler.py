@@ -97,7 +97,7 @@ Our decisions where the paper is silent or inconsistent (SPEC 1.1):
 
 The forward pass reads no tensor value on the host (no ``.item()``, no value-dependent branching),
 apart from the base class's optional finite check (``check_finite``), so CUDA graphs and
-``torch.compile`` can capture it. The only loop is over the k rows in training without replacement.
+``torch.compile`` can capture it (the tests compile it with ``fullgraph=True``). The only loop is over the k rows in training without replacement.
 """
 
 from __future__ import annotations
