@@ -1,4 +1,4 @@
-"""Command line: ``python -m das train|table1|summary|bench ...``.
+"""Command line: ``python -m das train|table1|summary|bench|project ...``.
 
 Every error a user can cause (unknown dataset or method, a ratio outside (0, 1], missing data without
 ``--download``, ...) ends with one line on stderr and exit status 2, never a traceback.
@@ -227,6 +227,36 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_project(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="paper", choices=tuple(PROFILES), metavar="PROFILE",
+                        help=f"one of {', '.join(PROFILES)} (default paper)")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, metavar="DATASET", help="default: the profile's")
+    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's")
+    parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the profile's")
+    parser.add_argument("--steps", type=_int_at_least(1), default=8, help="training steps timed per method (default 8)")
+    group = parser.add_argument_group("settings of the projected runs (default: the profile's)")
+    group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
+    group.add_argument("--batch-size", type=_int_at_least(1))
+    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    parser.add_argument("--out", default="results/bench", help="folder for projection-PROFILE.json (default results/bench)")
+
+
+def _run_project(args: argparse.Namespace) -> int:
+    from das.projection import format_projection, project_runs
+
+    overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "device", "num_threads", "compile")}
+    try:
+        configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
+        report = project_runs(configs, args.steps, profile=args.profile, out_dir=args.out)
+    except ValueError as error:  # e.g. an unknown or unavailable device
+        raise UsageError(str(error)) from None
+    print(format_projection(report))
+    print(f"\nwritten: {args.out}/projection-{args.profile}.json")
+    return 0
+
+
 # name -> (help, add arguments, run). Add new subcommands here.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train and test one run, store its JSON", _add_train, _run_train),
@@ -234,6 +264,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "summary": ("tabulate a profile's results: mean +/- std over seeds, CSV and Markdown", _add_summary, _run_summary),
     "bench": ("measure inference time, FLOPs and training throughput of every method against the full model",
               _add_bench, _run_bench),
+    "project": ("time a few training steps per method here and project how long a profile's runs take",
+                _add_project, _run_project),
 }
 
 
