@@ -51,6 +51,8 @@ warmup = 2  # untimed passes before timing
 train_steps = 8  # timed training steps per model (throughput)
 data_batches = 10  # batches timed in the data-path measurement (None: a whole epoch)
 fused_features = False  # DAS with torch.compile'd fixed features (compiles first; needs a C++ compiler on CPU)
+project_profile = "paper"  # the profile whose whole sweep is projected at the end of the chapter
+project_steps = 8  # training steps timed per method for that projection
 reuse = True  # read results/<profile>/bench/bench.json when it holds this very configuration
 
 # %%
@@ -295,8 +297,67 @@ glue("cmp_loader_ratio", data["dataloader_batch_seconds_per_epoch"] / data["batc
 # ({glue:text}`cmp_loader_ratio:.1f` times the resident path's time). With few timed batches these
 # per-epoch figures are rough; either way, producing batches is a small part of an epoch.
 #
+# ## What a whole profile costs here
+#
+# How long would the {glue:text}`cmp_project_profile` profile's Table 1 sweep take on this machine?
+# `das.projection.project_runs` (the code behind `python -m das project`) trains every method with
+# the real trainer for {glue:text}`cmp_project_steps` warm steps on volumes of the profile's shape
+# and multiplies the time per step and per evaluation batch by each run's number of batches, from
+# the official split sizes. Every run is counted to its last epoch, so this is an upper bound: early
+# stopping can only shorten it.
+
+# %%
+from das.projection import project_runs
+from das.sweep import table1_configs
+
+projection_file = out_dir / f"projection-{project_profile}.json"
+runs = table1_configs(project_profile, device=device, num_threads=threads)
+
+
+def projection_is_current(report: dict) -> bool:
+    """The stored projection timed these runs, as many steps, with this code, torch and thread count."""
+    env = report["environment"]
+    return (
+        report["profile"] == project_profile
+        and report["steps"] == project_steps
+        and len(report["runs"]) == len(runs)
+        and env.get("package_digest") == package_digest()
+        and env["torch"] == torch.__version__
+        and env["threads"] == threads
+    )
+
+
+stored = json.loads(projection_file.read_text()) if projection_file.is_file() else None
+if not (reuse and stored is not None and projection_is_current(stored)):
+    project_runs(runs, project_steps, profile=project_profile, out_dir=out_dir)
+projection = json.loads(projection_file.read_text())  # the figures below come from this file
+projected = pd.DataFrame(projection["runs"]).assign(hours=lambda runs: runs["run_s"] / 3600)
+print(f"{projection['environment']['device']} | torch {projection['environment']['torch']} | "
+      f"{projection['environment']['threads']} threads")
+print(projected.groupby("method", sort=False).agg(
+    step_s=("step_s", "first"), train_frames_per_s=("train_frames_per_s", "first"), hours=("hours", "sum"),
+).round(3).to_string())
+print(projected.groupby("dataset", sort=False).agg(
+    train_volumes=("train", "first"), epochs=("epochs", "first"), runs=("seed", "size"), hours=("hours", "sum"),
+).round(2).to_string())
+per_method = projected.groupby("method", sort=False)["run_s"].sum()
+glue("cmp_project_profile", project_profile)
+glue("cmp_project_steps", project_steps)
+glue("cmp_project_runs", len(projection["runs"]))
+glue("cmp_project_hours", projection["total_s"] / 3600)
+glue("cmp_project_device", projection["environment"]["device"])
+glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_method.sum())
+
+# %% [markdown]
+# The {glue:text}`cmp_project_runs` runs of the {glue:text}`cmp_project_profile` profile would take
+# at most {glue:text}`cmp_project_hours:.1f` hours on this device ({glue:text}`cmp_project_device`),
+# of which the full-sequence baseline takes {glue:text}`cmp_project_full_share:.0f` %. The figure
+# counts compute only: loading data and compiling are one-off costs left out. The same command with
+# `--device cuda` projects the sweep on a GPU.
+#
 # ## Rerunning
 #
 # `python -m das bench` runs the same suite from the command line (`--quick` for 28$^3$ only) and
 # prints the headline figures; this chapter's parameters cell sets the sizes, ratios and repeats
-# (the `paper` profile adds 64$^3$ volumes).
+# (the `paper` profile adds 64$^3$ volumes). `python -m das project --profile paper` prints the
+# projection above.
