@@ -352,8 +352,8 @@ glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_
 # The {glue:text}`cmp_project_runs` runs of the {glue:text}`cmp_project_profile` profile would take
 # at most {glue:text}`cmp_project_hours:.1f` hours on this device ({glue:text}`cmp_project_device`),
 # of which the full-sequence baseline takes {glue:text}`cmp_project_full_share:.0f` %. The figure
-# counts compute only: loading data and compiling are one-off costs left out. The same command with
-# `--device cuda` projects the sweep on a GPU.
+# counts compute only: loading data and compiling are one-off costs left out.
+# `python -m das project --profile paper --device cuda` projects the sweep on a GPU.
 #
 # ## Rerunning
 #
