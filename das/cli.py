@@ -161,12 +161,17 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_table1(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="quick", choices=tuple(PROFILES), metavar="PROFILE",
-                        help=f"one of {', '.join(PROFILES)} (default quick)")
+def _add_sweep_selection(parser: argparse.ArgumentParser, default_profile: str) -> None:
+    """A profile and, optionally, a subset of its datasets, methods and seeds (``table1``, ``project``)."""
+    parser.add_argument("--profile", default=default_profile, choices=tuple(PROFILES), metavar="PROFILE",
+                        help=f"one of {', '.join(PROFILES)} (default {default_profile})")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, metavar="DATASET", help="default: the profile's")
     parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's")
     parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the profile's")
+
+
+def _add_table1(parser: argparse.ArgumentParser) -> None:
+    _add_sweep_selection(parser, "quick")
     _add_run_options(parser)
 
 
@@ -228,11 +233,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def _add_project(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="paper", choices=tuple(PROFILES), metavar="PROFILE",
-                        help=f"one of {', '.join(PROFILES)} (default paper)")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS, metavar="DATASET", help="default: the profile's")
-    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's")
-    parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the profile's")
+    _add_sweep_selection(parser, "paper")
     parser.add_argument("--steps", type=_int_at_least(1), default=8, help="training steps timed per method (default 8)")
     group = parser.add_argument_group("settings of the projected runs (default: the profile's)")
     group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
