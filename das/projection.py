@@ -1,9 +1,9 @@
 """How long a whole profile (or any list of runs) would take on this machine, before running it.
 
-For every distinct cost among the runs (method, ratio, volume shape, ...), :func:`measure_step` trains the real model with the real trainer
-(:func:`das.train.train`) for two short epochs on synthetic volumes of the profile's shape (values do
-not change the cost) and keeps the second, warm epoch: seconds per training step and per evaluation
-batch. :func:`project_runs` multiplies them by each run's batch counts, taken from the dataset's
+For every distinct cost among the runs (method, ratio, volume shape, ...), :func:`measure_step`
+trains the real model with the real trainer (:func:`das.train.train`) for two short epochs on
+synthetic volumes of the runs' shape (values do not change the cost) and keeps the second, warm
+epoch: seconds per training step and per evaluation batch. :func:`project_runs` multiplies them by each run's batch counts, taken from the dataset's
 official split sizes (MedMNIST3D: ``medmnist.INFO``, so the files need not be present) or from the
 generated splits. The figure is an upper bound: every run goes to its last epoch (early stopping can
 only shorten it) and one-off costs (loading data, ``torch.compile``'s first call) are left out.
@@ -121,7 +121,9 @@ def project_runs(configs: Sequence[TrainConfig], steps: int = 8, *, profile: str
     for config in configs:
         data_key = (config.dataset, config.size, config.max_train_samples, config.max_eval_samples,
                     repr(config.dataset_options), config.data_dir)
-        shape = shapes.setdefault(data_key, split_shape(config))
+        if data_key not in shapes:
+            shapes[data_key] = split_shape(config)
+        shape = shapes[data_key]
         cost_key = (shape.num_frames, repr(config.sampler_options), *(getattr(config, f) for f in COST_FIELDS))
         if cost_key not in measured:
             measured[cost_key] = measure_step(config, shape, steps)
