@@ -8,8 +8,9 @@ import pytest
 import torch
 from scipy.stats import chi2
 
+from das.samplers.base import hard_selection
 from das.samplers.gumbel import (gumbel_noise, gumbel_topk, plackett_luce_log_prob, straight_through,
-                                  temporal_selection)
+                                  temporal_selection, topk_indices)
 
 DRAWS = 20_000
 
@@ -119,6 +120,17 @@ def test_temporal_selection_sorts_rows_and_keeps_gradient() -> None:
     assert torch.equal(selection.frames, expected)
     selection.frames.sum().backward()
     assert scores.grad is not None
+
+
+def test_evaluation_picks_the_top_k_in_temporal_order_as_one_hot_rows() -> None:
+    scores = torch.tensor([[0.1, 3.0, -1.0, 2.0, 5.0], [4.0, 0.0, 1.0, -2.0, 0.5]])
+    indices = topk_indices(scores, 3)
+    assert indices.tolist() == [[1, 3, 4], [0, 2, 4]]
+    x = torch.randn(2, 5, 1, 2, 2)
+    selection = hard_selection(x, indices, 5)
+    assert torch.equal(selection.frames, x[torch.arange(2)[:, None], indices])
+    assert torch.equal(selection.weights, torch.nn.functional.one_hot(indices, 5).float())
+    assert torch.equal(selection.weights @ x.flatten(2), selection.frames.flatten(2))  # P X, without the product
 
 
 def _all_pairs() -> torch.Tensor:

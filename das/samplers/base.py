@@ -77,6 +77,14 @@ def gather_frames(x: Tensor, indices: Tensor) -> Tensor:
     return x.flatten(0, 1).index_select(0, rows.flatten()).view(*indices.shape, *x.shape[2:])
 
 
+def hard_selection(x: Tensor, indices: Tensor, num_frames: int) -> Selection:
+    """The selection of the frames ``indices [B, k]`` (in temporal order) with one-hot rows and no
+    gradient: the static baselines, and the learned samplers' deterministic evaluation."""
+    # Non-blocking: indices drawn by a CPU generator reach the GPU without a stream synchronisation.
+    indices = indices.to(x.device, non_blocking=True)
+    return Selection(gather_frames(x, indices), one_hot_rows(indices, num_frames, x.dtype), indices)
+
+
 def apply_selection(x: Tensor, weights: Tensor, indices: Tensor) -> Tensor:
     """Selected frames: a dense ``P @ X`` when gradients must flow through ``P``, else a gather.
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from das.samplers.base import Sampler, Selection, gather_frames, one_hot_rows
-
-
-def _fixed_selection(x: Tensor, indices: Tensor, num_frames: int) -> Selection:
-    # Non-blocking: indices drawn by a CPU generator reach the GPU without a stream synchronisation.
-    indices = indices.to(x.device, non_blocking=True)
-    return Selection(gather_frames(x, indices), one_hot_rows(indices, num_frames, x.dtype), indices)
+from das.samplers.base import Sampler, Selection, hard_selection, one_hot_rows
 
 
 class FullSampler(Sampler):
@@ -32,7 +26,7 @@ class UniformSampler(Sampler):
 
     def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
         centres = ((torch.arange(self.k, device=x.device) + 0.5) * self.num_frames / self.k).long()
-        return _fixed_selection(x, centres.expand(x.shape[0], -1), self.num_frames)
+        return hard_selection(x, centres.expand(x.shape[0], -1), self.num_frames)
 
 
 class RandomSampler(Sampler):
@@ -58,4 +52,4 @@ class RandomSampler(Sampler):
         device = generator.device if generator is not None else x.device
         keys = torch.rand(x.shape[0], self.num_frames, generator=generator, device=device)
         indices = keys.argsort(dim=1)[:, : self.k].sort(dim=1).values
-        return _fixed_selection(x, indices, self.num_frames)
+        return hard_selection(x, indices, self.num_frames)

@@ -97,7 +97,9 @@ Our decisions where the paper is silent or inconsistent (SPEC 1.1):
 
 The forward pass reads no tensor value on the host (no ``.item()``, no value-dependent branching),
 apart from the base class's optional finite check (``check_finite``), so CUDA graphs and
-``torch.compile`` can capture it (the tests compile it with ``fullgraph=True``). The only loop is over the k rows in training without replacement.
+``torch.compile`` can capture it (the tests compile it with ``fullgraph=True``). The only loop is
+over the k rows in training without replacement. Evaluation is the top-k of the base scores,
+gathered without the one-hot product (:func:`das.samplers.base.hard_selection`).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ import torch
 from torch import Tensor, nn
 
 from das.checks import check_bool, check_choice, check_int, check_positive_float
-from das.samplers.base import Sampler, Selection, one_hot_rows
+from das.samplers.base import Sampler, Selection, hard_selection
 from das.samplers.features import FEATURE_KINDS, FrameFeatures, frame_variance, standardise_over_frames
 from das.samplers.gumbel import gumbel_topk, plackett_luce_log_prob, temporal_selection, topk_indices
 
@@ -224,16 +226,12 @@ class DASSampler(Sampler):
     def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
         features, raw = self.features(x)
         base = self._base(x, features, raw)
-        if self.training:
-            scores = DASScores(base, *self._modulation(raw))
-            weights, indices = gumbel_topk(
-                scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement
-            )
-        else:
+        if not self.training:
             # Heads and temperature only shape the training distribution: evaluation skips them.
-            indices = topk_indices(base, self.k)
-            weights = one_hot_rows(indices, self.num_frames, torch.float32)
-        if not self.training or self.estimator == "st":
+            return hard_selection(x, topk_indices(base, self.k), self.num_frames)
+        scores = DASScores(base, *self._modulation(raw))
+        weights, indices = gumbel_topk(scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement)
+        if self.estimator == "st":
             return temporal_selection(x, weights, indices)
         # Score-function estimator: the same hard draw, no gradient through the frames (a gather),
         # the gradient reaches the sampler through the log-probability of the ordered picks.

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from das.checks import check_positive_float
-from das.samplers.base import Sampler, Selection, one_hot_rows
+from das.samplers.base import Sampler, Selection, hard_selection
 from das.samplers.gumbel import gumbel_topk, temporal_selection, topk_indices
 
 
@@ -32,12 +32,9 @@ class DPSSampler(Sampler):
 
     def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
         logits = self.logits.expand(x.shape[0], -1)
-        if self.training:
-            weights, indices = gumbel_topk(logits, self.k, self.tau, generator)
-        else:
-            indices = topk_indices(logits, self.k)
-            weights = one_hot_rows(indices, self.num_frames, torch.float32)
-        return temporal_selection(x, weights, indices)
+        if not self.training:
+            return hard_selection(x, topk_indices(logits, self.k), self.num_frames)
+        return temporal_selection(x, *gumbel_topk(logits, self.k, self.tau, generator))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, tau={self.tau}"

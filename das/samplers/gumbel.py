@@ -127,8 +127,8 @@ def _sequential_picks(perturbed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def topk_indices(scores: Tensor, k: int) -> Tensor:
-    """Evaluation: the k highest scores ``[B, T]`` -> ``[B, k]`` indices, without noise."""
-    return scores.float().topk(k, dim=-1).indices
+    """Evaluation: the k highest scores ``[B, T]`` -> ``[B, k]`` indices in temporal order, without noise."""
+    return scores.float().topk(k, dim=-1).indices.sort(dim=1).values
 
 
 def temporal_selection(x: Tensor, weights: Tensor, indices: Tensor) -> Selection:
