@@ -83,22 +83,27 @@ def _option(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _add_cost_options(group: argparse._ArgumentGroup) -> None:
+    """The settings that decide how long a run takes (``train``, ``table1`` and ``project``)."""
+    group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
+    group.add_argument("--batch-size", type=_int_at_least(1))
+    group.add_argument("--size", type=_int_at_least(1), help="image size (MedMNIST: 28 or 64)")
+    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads for the run")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Training settings shared by ``train`` and ``table1``; unset ones keep the profile's value."""
     group = parser.add_argument_group("training settings (default: the profile's, else TrainConfig's)")
-    group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
+    _add_cost_options(group)
     group.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience (epochs)")
-    group.add_argument("--batch-size", type=_int_at_least(1))
     group.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 1e-4)")
     group.add_argument("--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)")
     group.add_argument("--sampler-warmup", type=_int_at_least(0),
                        help="epochs with the sampler frozen at the start (profiles: 1; default 0)")
-    group.add_argument("--size", type=_int_at_least(1), help="image size (MedMNIST: 28 or 64)")
     group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
     group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
-    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads for the run")
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     group.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
     group.add_argument("--download", action="store_true", default=None, help="download missing MedMNIST files")
     group.add_argument("--quiet", action="store_true", default=None, help="no progress bars or log lines")
@@ -235,24 +240,19 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _add_project(parser: argparse.ArgumentParser) -> None:
     _add_sweep_selection(parser, "paper")
     parser.add_argument("--steps", type=_int_at_least(1), default=8, help="training steps timed per method (default 8)")
-    group = parser.add_argument_group("settings of the projected runs (default: the profile's)")
-    group.add_argument("--epochs", type=_int_at_least(1), help="maximum number of epochs")
-    group.add_argument("--batch-size", type=_int_at_least(1))
-    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads")
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    _add_cost_options(parser.add_argument_group("settings of the projected runs (default: the profile's)"))
     parser.add_argument("--out", default="results/bench", help="folder for projection-PROFILE.json (default results/bench)")
 
 
 def _run_project(args: argparse.Namespace) -> int:
     from das.projection import format_projection, project_runs
 
-    overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "device", "num_threads", "compile")}
-    try:
+    overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile")}
+    try:  # validate every run's settings (an unavailable device, say) before timing anything
         configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
-        report = project_runs(configs, args.steps, profile=args.profile, out_dir=args.out)
-    except ValueError as error:  # e.g. an unknown or unavailable device
+    except ValueError as error:
         raise UsageError(str(error)) from None
+    report = project_runs(configs, args.steps, profile=args.profile, out_dir=args.out)
     print(format_projection(report))
     print(f"\nwritten: {args.out}/projection-{args.profile}.json")
     return 0

@@ -2,11 +2,17 @@
 
 For every distinct cost among the runs (method, ratio, volume shape, ...), :func:`measure_step`
 trains the real model with the real trainer (:func:`das.train.train`) for two short epochs on
-synthetic volumes of the runs' shape (values do not change the cost) and keeps the second, warm
-epoch: seconds per training step and per evaluation batch. :func:`project_runs` multiplies them by each run's batch counts, taken from the dataset's
-official split sizes (MedMNIST3D: ``medmnist.INFO``, so the files need not be present) or from the
-generated splits. The figure is an upper bound: every run goes to its last epoch (early stopping can
-only shorten it) and one-off costs (loading data, ``torch.compile``'s first call) are left out.
+random volumes of the runs' shape (values do not change the cost): seconds per training step, from
+the second, warm epoch, and seconds per evaluation batch, from the final validation and test passes.
+:func:`project_runs` multiplies them by each run's number of batches (:func:`run_batches`, the
+trainer's own rule), with split sizes from ``medmnist.INFO`` for MedMNIST3D (so the files need not be
+present) and from the generated splits otherwise.
+
+It is an estimate of the time spent training and evaluating, with every run counted to its last
+epoch (early stopping can only shorten it). Left out: loading or generating the data, compiling,
+writing checkpoints. Measured on 2 CPU threads for the quick profile: 596 s projected; the 36 runs
+took 588 s training and testing (``train_s`` + ``eval_s`` of their JSONs, which leave out the
+per-epoch validation) and 643 s of wall time.
 
 ``python -m das project --profile paper`` writes ``results/bench/projection-paper.json``.
 """
@@ -26,11 +32,14 @@ import torch
 
 from das.bench import environment
 from das.data import VolumeDataset
-from das.data.medmnist3d import MEDMNIST3D_FLAGS
-from das.data.synthetic import make_synthetic_volumes
+from das.data.medmnist3d import MEDMNIST3D_FLAGS, official_split_sizes
 from das.metrics import UndefinedAUCWarning
 from das.results import write_json_atomic
-from das.train import Splits, TrainConfig, load_splits, resolve_device, train
+from das.train import Splits, TrainConfig, load_splits, resolve_device, train, train_batches
+
+# Batches of each evaluation pass while measuring: a pass's fixed costs (metrics, the copy to the
+# host) are spread over as many batches, as in a real validation pass of a few batches.
+EVAL_BATCHES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,68 +51,77 @@ class SplitShape:
     test: int
     num_frames: int
     in_channels: int
+    height: int
+    width: int
     num_classes: int
 
 
 def split_shape(config: TrainConfig) -> SplitShape:
-    """The split sizes and volume shape of ``config``'s dataset, capped by ``max_*_samples``."""
+    """The split sizes and volume shape of ``config``'s dataset, capped by ``max_*_samples``.
+
+    MedMNIST3D: the official sizes (no file needed; ``ValueError`` for a size the dataset lacks).
+    Generated datasets: the splits the trainer would load."""
     if config.dataset in MEDMNIST3D_FLAGS:
-        info = medmnist.INFO[config.dataset]
-        sizes = info["n_samples"]
+        sizes = official_split_sizes(config.dataset, config.size)
+        caps = {"train": config.max_train_samples, "val": config.max_eval_samples, "test": config.max_eval_samples}
+        # the trainer keeps min(size, cap) volumes of each split
+        train_n, val_n, test_n = (min(sizes[s], caps[s]) if caps[s] is not None else sizes[s] for s in sizes)
         # MedMNIST3D volumes are cubes of one channel: T = H = W = size.
-        shape = (sizes["train"], sizes["val"], sizes["test"], config.size, 1, len(info["label"]))
-    else:
-        splits = load_splits(dataclasses.replace(config, max_train_samples=None, max_eval_samples=None))
-        shape = (len(splits.train), len(splits.val), len(splits.test), splits.train.num_frames,
-                 splits.train.in_channels, splits.train.num_classes)
-    train_n, val_n, test_n, *rest = shape
-    return SplitShape(_capped(train_n, config.max_train_samples), _capped(val_n, config.max_eval_samples),
-                      _capped(test_n, config.max_eval_samples), *rest)
+        side = config.size
+        return SplitShape(train_n, val_n, test_n, side, 1, side, side, len(medmnist.INFO[config.dataset]["label"]))
+    splits = load_splits(config)
+    frames, channels, height, width = splits.train.images.shape[1:]
+    return SplitShape(len(splits.train), len(splits.val), len(splits.test), frames, channels, height, width,
+                      splits.train.num_classes)
 
 
-def _capped(n: int, limit: int | None) -> int:
-    return n if limit is None else min(n, limit)
+def _random_volumes(n: int, shape: SplitShape, seed: int) -> VolumeDataset:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, shape.num_frames, shape.in_channels, shape.height, shape.width),
+                           dtype=torch.uint8, generator=generator)
+    labels = torch.arange(n) % shape.num_classes  # every class present
+    return VolumeDataset(images, labels, name="random", task="binary-class" if shape.num_classes == 2 else "multi-class",
+                         label_names=[str(c) for c in range(shape.num_classes)])
 
 
 def measure_step(config: TrainConfig, shape: SplitShape, steps: int = 8) -> dict[str, float]:
-    """Seconds per training step and per evaluation batch of ``config`` at ``shape``: the second of
-    two epochs of ``steps`` steps each, on synthetic volumes (the sampler learning from the start)."""
-    if shape.in_channels != 1:
-        raise ValueError(f"the projection measures single-channel volumes; {config.dataset!r} has "
-                         f"{shape.in_channels} channels")
+    """Seconds per training step (the second of two epochs of ``steps`` steps, the sampler learning
+    from the start) and per evaluation batch (the final validation and test passes, of
+    :data:`EVAL_BATCHES` batches each) of ``config`` at ``shape``."""
     batch = config.batch_size
-
-    def volumes(n: int, seed: int) -> VolumeDataset:
-        return make_synthetic_volumes(n, num_frames=shape.num_frames, image_size=config.size,
-                                      num_classes=shape.num_classes, seed=seed)
-
-    splits = Splits(volumes(steps * batch, 0), volumes(batch, 1), volumes(batch, 2))
+    eval_volumes = EVAL_BATCHES * batch
+    splits = Splits(_random_volumes(steps * batch, shape, 0), _random_volumes(eval_volumes, shape, 1),
+                    _random_volumes(eval_volumes, shape, 2))
     timed = dataclasses.replace(config, epochs=2, patience=None, sampler_warmup=0, max_train_samples=None,
                                 max_eval_samples=None, quiet=True)
-    with warnings.catch_warnings():  # a batch of synthetic volumes may lack a class: its AUC is not used
+    with warnings.catch_warnings():  # random labels: whatever the metrics say is not used
         warnings.simplefilter("ignore", UndefinedAUCWarning)
         result = train(timed, splits)
     step_s = result.history[-1]["train_s"] / steps
     return {
         "step_s": step_s,
-        # the final evaluation: one val batch and one test batch
-        "eval_batch_s": result.timings["eval_s"] / 2,
+        "eval_batch_s": result.timings["eval_s"] / (2 * EVAL_BATCHES),
         "train_frames_per_s": batch * result.k / step_s,
     }
 
 
+def run_batches(config: TrainConfig, shape: SplitShape) -> tuple[int, int]:
+    """Training and evaluation batches of one run that goes to its last epoch, as :func:`das.train.train`
+    does them: every epoch's training batches and validation pass, then the final validation and
+    test passes."""
+    val_batches, test_batches = math.ceil(shape.val / config.batch_size), math.ceil(shape.test / config.batch_size)
+    training = config.epochs * train_batches(shape.train, config.batch_size)
+    return training, config.epochs * val_batches + val_batches + test_batches
+
+
 def run_seconds(config: TrainConfig, shape: SplitShape, step: dict[str, float]) -> float:
-    """Upper bound of one run: every epoch's training steps and validation pass, then the final
-    validation and test passes (as :func:`das.train.train` does)."""
-    batch = config.batch_size
-    train_batches = shape.train // batch if shape.train > batch else 1  # the trainer's drop_last
-    val_batches, test_batches = math.ceil(shape.val / batch), math.ceil(shape.test / batch)
-    per_epoch = train_batches * step["step_s"] + val_batches * step["eval_batch_s"]
-    return config.epochs * per_epoch + (val_batches + test_batches) * step["eval_batch_s"]
+    """Estimated compute time of one run: :func:`run_batches` times the measured ``step``."""
+    training, evaluation = run_batches(config, shape)
+    return training * step["step_s"] + evaluation * step["eval_batch_s"]
 
 
-# The settings a step's cost depends on (besides the volume shape); runs that share them are measured once.
-# The head's size (576 x classes multiply-adds) is ignored.
+# The settings a step's cost depends on (besides the volume shape); runs that share them are measured
+# once. The head's size (576 x classes multiply-adds) is ignored.
 COST_FIELDS: tuple[str, ...] = ("method", "ratio", "size", "batch_size", "backbone", "pool", "device", "compile",
                                 "num_threads")
 
@@ -124,19 +142,22 @@ def project_runs(configs: Sequence[TrainConfig], steps: int = 8, *, profile: str
         if data_key not in shapes:
             shapes[data_key] = split_shape(config)
         shape = shapes[data_key]
-        cost_key = (shape.num_frames, repr(config.sampler_options), *(getattr(config, f) for f in COST_FIELDS))
+        cost_key = (shape.num_frames, shape.in_channels, shape.height, shape.width, repr(config.sampler_options),
+                    *(getattr(config, f) for f in COST_FIELDS))
         if cost_key not in measured:
             measured[cost_key] = measure_step(config, shape, steps)
         step = measured[cost_key]
-        rows.append({"dataset": config.dataset, "method": config.method, "seed": config.seed,
+        rows.append({"dataset": config.dataset, "method": config.method, "ratio": config.ratio, "seed": config.seed,
                      **dataclasses.asdict(shape), "epochs": config.epochs, **step,
                      "run_s": run_seconds(config, shape, step)})
     device = resolve_device(configs[0].device)
     report = {
         "profile": profile,
+        "device": str(device),
         # the threads the runs used (train() applies num_threads for the run only)
         "environment": {**environment(device), "threads": configs[0].num_threads or torch.get_num_threads()},
         "steps": steps,
+        "measurements": len(measured),
         "runs": rows,
         "total_s": sum(row["run_s"] for row in rows),
         "measure_s": time.perf_counter() - start,
@@ -162,6 +183,6 @@ def format_projection(report: dict[str, Any]) -> str:
         "",
         table.to_markdown(index=False, floatfmt=".4g"),
         "",
-        f"{len(runs)} runs of profile {report['profile']!r}: at most {total_h:.2f} h ({report['total_s']:.0f} s) "
-        "on this device, every run to its last epoch (early stopping can only shorten it)",
+        f"{len(runs)} runs of profile {report['profile']!r}: about {total_h:.2f} h ({report['total_s']:.0f} s) of "
+        "training and evaluation on this device, every run to its last epoch (early stopping shortens it)",
     ])

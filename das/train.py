@@ -17,13 +17,15 @@ best epoch's weights restored before the test pass, a maximum number of epochs. 
 - Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
   the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
   (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
-- ``compile=True`` captures the whole forward pass in one graph (tested with ``fullgraph=True``), so
-  CUDA graphs can replay it: ``torch.compile`` cannot trace an explicit ``torch.Generator``, so a
-  compiled run draws the sampler's randomness from the device's global RNG (seeded with ``seed`` and
-  checkpointed too). Its numbers therefore differ from the eager run of the same config.
-- The sampler's finite check (``Sampler.check_finite``) is off in training and evaluation: batches
+- ``compile=True`` wraps the model in ``torch.compile`` (default mode). Nothing in the training
+  forward pass breaks the graph (tested with ``fullgraph=True``; only the random baseline's
+  evaluation does, as it draws from its own generator), so it stays capturable by CUDA graphs.
+  ``torch.compile`` cannot trace an explicit ``torch.Generator``: a compiled run draws the sampler's
+  randomness from the device's global RNG instead (seeded with ``seed`` and checkpointed too), so its
+  numbers differ from the eager run of the same config.
+- The sampler's finite check (``Sampler.check_finite``) is off while training and evaluating: batches
   are uint8 data scaled to [0, 1], finite by construction, and the check would make the host wait for
-  the device on every batch.
+  the device on every batch. The model handed back has it on again.
 - A sampler trained with the score-function estimator returns ``Selection.log_prob``; the loss then
   gains the REINFORCE term of :func:`score_function_term` (zero otherwise), so the per-input losses
   are computed unreduced. The reported training loss is the plain mean cross-entropy.
@@ -55,6 +57,7 @@ from tqdm import tqdm
 
 from das.checks import check_int
 from das.data import DATASETS, VolumeDataset, iterate_batches, load_dataset
+from das.data.medmnist3d import MEDMNIST3D_FLAGS, check_size
 from das.flops import count_flops
 from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
 from das.model import BACKBONES, POOLS, SubsampledClassifier
@@ -117,6 +120,8 @@ class TrainConfig:
             raise ValueError(f"ratio must be a number in (0, 1], got {self.ratio!r}")
         for name in ("size", "epochs", "batch_size"):
             check_int(name, getattr(self, name), 1)
+        if self.dataset in MEDMNIST3D_FLAGS:
+            check_size(self.dataset, self.size)
         check_int("seed", self.seed, 0)
         check_int("sampler_warmup", self.sampler_warmup, 0)
         for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
@@ -374,6 +379,12 @@ def score_function_term(losses: Tensor, log_prob: Tensor | None) -> Tensor | flo
     return ((losses - baseline) * log_prob).mean()
 
 
+def train_batches(num_volumes: int, batch_size: int) -> int:
+    """Training batches per epoch: the last incomplete batch is dropped (``drop_last``), unless the
+    split is smaller than one batch and is used whole."""
+    return num_volumes // batch_size if num_volumes > batch_size else 1
+
+
 def _progress_disabled(config: TrainConfig) -> bool:
     return config.quiet or not sys.stderr.isatty()
 
@@ -429,7 +440,7 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             warnings.warn(f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
                           "stays frozen for the whole run", stacklevel=2)
         quiet = _progress_disabled(config)
-        drop_last = len(train_set) > config.batch_size
+        drop_last = len(train_set) > config.batch_size  # see train_batches
         epochs_bar = tqdm(total=config.epochs, initial=min(epoch, config.epochs), desc=f"{config.dataset}/{config.method}",
                           unit="epoch", disable=quiet)
         while epoch < config.epochs and not stop():
@@ -439,7 +450,7 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             batches = iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed + epoch,
                                       device=device, drop_last=drop_last)
-            for x, y in tqdm(batches, total=len(train_set) // config.batch_size if drop_last else None,
+            for x, y in tqdm(batches, total=train_batches(len(train_set), config.batch_size),
                              desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
                 with _autocast(device):
                     logits, selection = forward(x, step_generator)
@@ -483,6 +494,7 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         test = evaluate(forward, splits.test, batch_size=config.batch_size, device=device)
         eval_s = time.perf_counter() - eval_start
         flops = _flops_per_volume(model, splits.test[0][0].to(device))
+        model.sampler.check_finite = True  # the model handed back may see inputs from anywhere
     timings = {
         "wall_s": elapsed_before + time.perf_counter() - start,
         "data_s": data_s,

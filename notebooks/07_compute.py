@@ -301,14 +301,15 @@ glue("cmp_loader_ratio", data["dataloader_batch_seconds_per_epoch"] / data["batc
 #
 # How long would the {glue:text}`cmp_project_profile` profile's Table 1 sweep take on this machine?
 # `das.projection.project_runs` (the code behind `python -m das project`) trains every method with
-# the real trainer for {glue:text}`cmp_project_steps` warm steps on volumes of the profile's shape
-# and multiplies the time per step and per evaluation batch by each run's number of batches, from
-# the official split sizes. Every run is counted to its last epoch, so this is an upper bound: early
-# stopping can only shorten it.
+# the real trainer for {glue:text}`cmp_project_steps` warm steps on random volumes of the profile's
+# shape and multiplies the time per step and per evaluation batch by each run's number of batches,
+# from the official split sizes. Every run is counted to its last epoch; early stopping can only
+# shorten it.
 
 # %%
 from das.projection import project_runs
 from das.sweep import table1_configs
+from das.train import resolve_device
 
 projection_file = out_dir / f"projection-{project_profile}.json"
 runs = table1_configs(project_profile, device=device, num_threads=threads)
@@ -319,6 +320,7 @@ def projection_is_current(report: dict) -> bool:
     env = report["environment"]
     return (
         report["profile"] == project_profile
+        and report.get("device") == str(resolve_device(device))
         and report["steps"] == project_steps
         and len(report["runs"]) == len(runs)
         and env.get("package_digest") == package_digest()
@@ -350,9 +352,10 @@ glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_
 
 # %% [markdown]
 # The {glue:text}`cmp_project_runs` runs of the {glue:text}`cmp_project_profile` profile would take
-# at most {glue:text}`cmp_project_hours:.1f` hours on this device ({glue:text}`cmp_project_device`),
-# of which the full-sequence baseline takes {glue:text}`cmp_project_full_share:.0f` %. The figure
-# counts compute only: loading data and compiling are one-off costs left out.
+# about {glue:text}`cmp_project_hours:.1f` hours of training and evaluation on this device
+# ({glue:text}`cmp_project_device`), of which the full-sequence baseline takes
+# {glue:text}`cmp_project_full_share:.0f` %. Loading data, compiling and writing checkpoints are
+# left out.
 # `python -m das project --profile paper --device cuda` projects the sweep on a GPU.
 #
 # ## Rerunning

@@ -160,12 +160,11 @@ def test_compiled_training_captures_the_whole_forward_in_one_graph(
     """The CPU stand-in for "CUDA graphs can capture it": ``fullgraph=True`` raises at any graph break
     (an explicit generator, ``.item()``, a branch on a tensor's value such as the finite check).
     The eager backend traces without generating code, so the test takes seconds."""
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model: compile_(model, fullgraph=True, backend="eager"))
+    compile_, compiled = torch.compile, []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or compile_(model, fullgraph=True, backend="eager"))
     torch._dynamo.reset()
     result = train(tiny(compile=True, **options), splits)
-    assert np.isfinite(result.metrics["auc"])
-    assert result.model.sampler.check_finite is False
+    assert compiled == [result.model] and np.isfinite(result.metrics["auc"])
 
 
 def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,8 +176,9 @@ def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypa
         return check_input(x, num_frames, check_finite)
 
     monkeypatch.setattr(das.samplers.base, "check_input", spy)
-    train(tiny(), splits)
+    model = train(tiny(), splits).model
     assert seen and not any(seen)  # every batch, training and evaluation, skipped the host-side wait
+    assert model.sampler.check_finite  # on again for whoever uses the model next
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,8 @@ def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypa
      ({"ratio": 0.0}, "ratio must be a number in \\(0, 1\\]"), ({"ratio": 1.5}, "ratio"),
      ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"), ({"lr": -1.0}, "lr"),
      ({"pool": "sum"}, "unknown pool"), ({"device": "tpu"}, "device"),
-     ({"sampler_warmup": -1}, "sampler_warmup")],
+     ({"sampler_warmup": -1}, "sampler_warmup"),
+     ({"dataset": "organmnist3d", "size": 32}, "unknown size 32 for organmnist3d; valid sizes: 28, 64")],
 )
 def test_bad_config_raises_value_error(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

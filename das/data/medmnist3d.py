@@ -71,6 +71,20 @@ def download_medmnist3d(flag: str, size: int, root: Path) -> None:
     dataset_class(split="val", root=str(root), size=size, download=True)
 
 
+def check_size(flag: str, size: object) -> None:
+    """``ValueError`` unless ``size`` is one MedMNIST3D comes in (28 or 64)."""
+    if isinstance(size, bool) or size not in SIZES:
+        raise ValueError(f"unknown size {size!r} for {flag}; valid sizes: {', '.join(map(str, SIZES))}")
+
+
+def official_split_sizes(name: str, size: int = 28) -> dict[str, int]:
+    """Volumes per split (``train``, ``val``, ``test``) of a MedMNIST3D dataset at ``size``, from
+    ``medmnist.INFO``: no file needed. ``ValueError`` for an unknown name or size."""
+    flag = medmnist_flag(name)
+    check_size(flag, size)
+    return {split: medmnist.INFO[flag]["n_samples"][split] for split in SPLITS}
+
+
 def load_medmnist3d(
     name: str, split: str, size: int = 28, root: str | os.PathLike | None = None, download: bool = False
 ) -> VolumeDataset:
@@ -91,8 +105,7 @@ def load_medmnist3d(
     flag = medmnist_flag(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    if isinstance(size, bool) or size not in SIZES:
-        raise ValueError(f"unknown size {size!r} for {flag}; valid sizes: {', '.join(map(str, SIZES))}")
+    check_size(flag, size)
     folder = Path(root).expanduser() if root is not None else default_root()
     path = folder / medmnist_filename(flag, size)
     info = medmnist.INFO[flag]
