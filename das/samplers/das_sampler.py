@@ -143,8 +143,9 @@ class DASSampler(Sampler):
     (``"st"``, the paper's straight-through gradient, or ``"score"``, the score-function estimator
     whose ``Selection.log_prob`` the trainer turns into a REINFORCE term; see the module docstring),
     ``fused_features`` (compute the fixed features with ``torch.compile``'d, fused kernels: on 2 CPU
-    threads at 28^3, batch 16, the whole sampler took 0.65 ms instead of 1.36 ms; compiled on first
-    use, which takes seconds and needs a C++ compiler on CPU; fixed features only).
+    threads at 28^3, batch 16, the whole sampler took 0.62-0.63 ms in evaluation instead of 1.33 ms,
+    or 2.9 ms in some processes, as eager timings on our machine are bimodal; compiled on first use,
+    which takes seconds and needs a C++ compiler on CPU; fixed features only).
     """
 
     def __init__(
