@@ -231,7 +231,9 @@ class DASSampler(Sampler):
             # Heads and temperature only shape the training distribution: evaluation skips them.
             return hard_selection(x, topk_indices(base, self.k), self.num_frames)
         scores = DASScores(base, *self._modulation(raw))
-        weights, indices = gumbel_topk(scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement)
+        weights, indices = gumbel_topk(
+            scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement
+        )
         if self.estimator == "st":
             return temporal_selection(x, weights, indices)
         # Score-function estimator: the same hard draw, no gradient through the frames (a gather),
