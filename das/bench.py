@@ -25,7 +25,7 @@ from torch import Tensor
 
 from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataloader
 from das.model import SubsampledClassifier
-from das.results import write_json_atomic
+from das.results import package_digest, write_json_atomic
 from das.samplers import make_sampler
 from das.train import resolve_device
 from das.flops import count_flops
@@ -240,8 +240,6 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
 def environment(device: torch.device) -> dict[str, Any]:
     """Where the figures were measured; ``package_digest`` (a hash of the ``das`` sources) says which
     code, so that a reader of the JSON can tell whether it is still current."""
-    from das.book import package_digest
-
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "torch": torch.__version__,

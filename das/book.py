@@ -39,6 +39,8 @@ import mathjax
 import nbformat
 import yaml
 
+from das.results import package_digest
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMETERS_FILE = NOTEBOOKS_DIR / "parameters.yml"
@@ -132,15 +134,6 @@ def parameterized(name: str, profile: str, notebooks_dir: Path = NOTEBOOKS_DIR) 
         kernel_name=KERNEL_NAME,
         prepare_only=True,
     )
-
-
-def package_digest() -> str:
-    """Hash of every source file of the ``das`` package: a notebook's output depends on all of them."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "das").rglob("*.py")):
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def cache_key(source: Path, parameters: dict[str, object], package: str) -> str:

@@ -13,6 +13,7 @@ Non-finite floats (e.g. an undefined AUC) are stored as ``null`` so the files st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,6 +39,17 @@ def result_path(results_dir: str | Path, profile: str, dataset: str, method: str
 def checkpoint_path(results_dir: str | Path, profile: str, dataset: str, method: str, seed: int) -> Path:
     """Where a run in progress keeps its per-epoch checkpoint (under ``<profile>/checkpoints/``)."""
     return Path(results_dir) / profile / "checkpoints" / dataset / method / f"seed{seed}.pt"
+
+
+def package_digest() -> str:
+    """Hash of every source file of the ``das`` package: a notebook's output or a benchmark's figures
+    depend on all of them."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package.parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:
