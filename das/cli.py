@@ -17,12 +17,14 @@ from typing import Any, NoReturn
 
 import torch
 
+from das.augment import AUGMENTATIONS
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, result_path, write_summary
 from das.samplers import SAMPLERS
-from das.sweep import run_one, run_table1, stored_run_matches, table1_configs
-from das.train import TrainConfig, build_model, load_splits
+from das.experiments import SWEEPS
+from das.sweep import EXECUTORS, Run, profile_runs, run_one, run_sweep, stored_record, table1_configs
+from das.train import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig, build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
 DATA_ERRORS = (DatasetNotFoundError, CorruptDatasetError)
@@ -72,6 +74,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE``; VALUE is read as JSON when it parses (``4``, ``true``, ``0.5``), else a string."""
     key, sep, raw = text.partition("=")
@@ -102,6 +114,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)")
     group.add_argument("--sampler-warmup", type=_int_at_least(0),
                        help="epochs with the sampler frozen at the start (profiles: 1; default 0)")
+    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule (default constant)")
+    group.add_argument("--weight-decay", type=_non_negative_float, help="AdamW decoupled weight decay (default 0)")
+    group.add_argument("--augment", choices=tuple(AUGMENTATIONS), help="training augmentation (default none)")
+    group.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting of the loss (default none)")
+    group.add_argument("--select-metric", choices=SELECT_METRICS,
+                       help="validation metric that picks the best epoch (default val_loss)")
     group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
     group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
     group.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
@@ -112,7 +130,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "sampler_warmup", "size", "max_train_samples",
+    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "sampler_warmup", "lr_schedule", "weight_decay",
+             "augment", "class_weights", "select_metric", "size", "max_train_samples",
              "max_eval_samples", "device", "num_threads", "compile", "data_dir", "download", "quiet")
     return {name: getattr(args, name) for name in names}
 
@@ -149,7 +168,7 @@ def _run_train(args: argparse.Namespace) -> int:
             config = TrainConfig(dataset=args.dataset, method=args.method, seed=args.seed, **overrides)
         profile = args.profile or "custom"
         path = result_path(args.results_dir, profile, config.dataset, config.method, config.seed)
-        if path.exists() and not args.force and stored_run_matches(path, config):
+        if not args.force and stored_record(Run(profile, config), args.results_dir) is not None:
             print(f"{path} exists with these settings; not retraining (use --force to rerun)")
             return 0
         splits = load_splits(config)
@@ -178,19 +197,78 @@ def _add_sweep_selection(parser: argparse.ArgumentParser, default_profile: str) 
 def _add_table1(parser: argparse.ArgumentParser) -> None:
     _add_sweep_selection(parser, "quick")
     _add_run_options(parser)
+    _add_executor_options(parser)
 
 
 def _run_table1(args: argparse.Namespace) -> int:
-    overrides = _overrides(args)
     try:  # validate every run's settings before training anything
-        table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
+        runs = profile_runs(args.profile, args.datasets, args.methods, args.seeds, **_overrides(args))
     except ValueError as error:
         raise UsageError(str(error)) from None
-    paths = run_table1(args.profile, args.datasets, args.methods, args.seeds, results_dir=args.results_dir,
-                       force=args.force, **overrides)
-    print(f"{len(paths)} runs in {args.results_dir}/{args.profile}; "
-          f"`python -m das summary --profile {args.profile}` tabulates them")
-    return 0
+    status = _run_runs(runs, args)
+    print(f"`python -m das summary --profile {args.profile}` tabulates them")
+    return status
+
+
+def _add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """Where a sweep's runs train (``table1``, ``sweep``)."""
+    group = parser.add_argument_group("executor (default: one run after the other in this process)")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local (in process, sequential) or ray (parallel; a local Ray cluster or --address)")
+    group.add_argument("--address", help="Ray cluster to join (default: start a local one sized to this machine)")
+    group.add_argument("--workers", type=_int_at_least(1), help="runs at a time on Ray (default: as many as fit)")
+    group.add_argument("--cpus-per-run", type=_int_at_least(1), default=1, help="CPU threads per run on Ray (default 1)")
+    group.add_argument("--gpus-per-run", type=_non_negative_float, default=0.0,
+                       help="GPUs per run on Ray, fractional to pack runs onto one GPU (default 0)")
+    group.add_argument("--checkpoint-dir", help="where runs checkpoint (default: the results store); "
+                                                "on a cluster, a path every worker reaches")
+
+
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.executor == "local" and (args.workers not in (None, 1) or args.address is not None):
+        raise UsageError("--workers and --address need --executor ray")
+    return {"executor": args.executor, "address": args.address, "workers": args.workers,
+            "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run, "checkpoint_dir": args.checkpoint_dir}
+
+
+def _run_runs(runs: list[Run], args: argparse.Namespace) -> int:
+    """Run a sweep from the command line: progress on stderr, failures named, exit 1 if any failed."""
+    outcomes = run_sweep(runs, args.results_dir, force=args.force, progress=not args.quiet,
+                         raise_on_failure=False, **_executor_options(args))
+    failed = [o for o in outcomes if o.error is not None]
+    trained = sum(o.trained for o in outcomes)
+    print(f"{len(outcomes)} runs: {trained} trained now, {len(outcomes) - trained - len(failed)} read back, "
+          f"{len(failed)} failed (store: {args.results_dir})")
+    for outcome in failed:
+        print(f"FAILED {outcome.run.label}: {outcome.error}\n  config: {outcome.run.config.to_dict()}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _add_sweep(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=tuple(SWEEPS), metavar="NAME",
+                        help="; ".join(f"{name}: {text}" for name, (text, _) in SWEEPS.items()))
+    parser.add_argument("--profile", default="real", choices=tuple(PROFILES), metavar="PROFILE",
+                        help=f"one of {', '.join(PROFILES)} (default real)")
+    parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the sweep's")
+    parser.add_argument("--list", action="store_true", help="print the runs and whether each is stored, train nothing")
+    _add_run_options(parser)
+    _add_executor_options(parser)
+
+
+def _run_sweep_command(args: argparse.Namespace) -> int:
+    overrides = {key: value for key, value in _overrides(args).items() if value is not None}
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    try:
+        runs = SWEEPS[args.name][1](args.profile, **overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.list:
+        for run in runs:
+            state = "stored" if stored_record(run, args.results_dir) is not None else "to train"
+            print(f"{run.label}: {state} ({run.path(args.results_dir)})")
+        return 0
+    return _run_runs(runs, args)
 
 
 def _add_summary(parser: argparse.ArgumentParser) -> None:
@@ -262,6 +340,8 @@ def _run_project(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train and test one run, store its JSON", _add_train, _run_train),
     "table1": ("run (or resume) the Table 1 sweep of a profile", _add_table1, _run_table1),
+    "sweep": ("run (or resume) a named sweep: a profile's Table 1, the ablations, ...", _add_sweep,
+              _run_sweep_command),
     "summary": ("tabulate a profile's results: mean +/- std over seeds, CSV and Markdown", _add_summary, _run_summary),
     "bench": ("measure inference time, FLOPs and training throughput of every method against the full model",
               _add_bench, _run_bench),

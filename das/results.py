@@ -1,18 +1,40 @@
-"""The results store: one JSON file per run, written atomically, and the summary over seeds.
+"""The results store: one JSON record per run, written atomically, validated on read, and the summary
+over seeds.
 
-Layout under ``results_dir`` (default ``results/``)::
+Layout under ``results_dir`` (default ``results/``); ``<group>`` is a profile's name for its Table 1
+runs (``quick``, ``real``), or a folder under it for other sweeps (``real/ablations/ratio-0.25``)::
 
-    <profile>/<dataset>/<method>/seed<N>.json          one finished run (config, metrics, timings, ...)
-    <profile>/checkpoints/<dataset>/<method>/seed<N>.pt  per-epoch checkpoint of a run in progress
+    <group>/<dataset>/<method>/seed<N>.json              one finished run: its record
+    <group>/checkpoints/<dataset>/<method>/seed<N>.pt    per-epoch checkpoint of a run in progress
     <profile>/summary.csv, <profile>/summary.md          written by :func:`write_summary`
 
-A run's JSON appears only once the run has finished (temporary file, then ``os.replace``), so its
-presence is what a sweep checks to skip work; the checkpoint is deleted once the JSON is written.
-Non-finite floats (e.g. an undefined AUC) are stored as ``null`` so the files stay strict JSON.
+A record appears only once its run has finished (temporary file, then ``os.replace``), and the
+checkpoint is deleted once the record is written. Non-finite floats (an undefined AUC) are stored as
+``null`` so the files stay strict JSON.
+
+The record (schema version :data:`SCHEMA_VERSION`, checked by :func:`validate_record`)::
+
+    schema            2
+    group, dataset, method, seed
+    config            the whole TrainConfig (das.train)
+    num_frames, k     T and the frames the backbone saw per input
+    metrics           test balanced_accuracy, auc, accuracy (and informative_hit_rate on synthetic data)
+    val_metrics       the same on the validation split, at the best epoch
+    epochs_run, best_epoch, stopped_early
+    history           one dict per epoch: epoch, lr, train_loss, val_loss, val_<metric>, train_s
+    timings           wall_s, data_s, train_s, eval_s, throughput_frames_per_s
+    flops_per_volume, selection_histogram, sampler_lr
+    device, threads   where it ran: the device, and torch's CPU threads (they change float sums)
+    provenance        versions, training_digest, platform, finished_at
+
+A stored record stands for a config only if :func:`stale_reasons` finds nothing: the same settings
+(outside the fields that only say where a run runs), the same training code
+(:func:`training_digest`), the same device type and, on CPU, the same thread count.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -20,12 +42,19 @@ import os
 import platform
 import tempfile
 from collections.abc import Iterable
+from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from das.metrics import METRICS
+
+if TYPE_CHECKING:
+    from das.train import TrainConfig, TrainResult
+
+SCHEMA_VERSION = 2
 
 # Display order of methods in tables: baselines first, then learnable samplers, ours last.
 METHOD_ORDER: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
@@ -71,6 +100,135 @@ def versions() -> dict[str, str]:
     }
 
 
+@cache
+def training_digest() -> str:
+    """Hash of the sources a run's numbers depend on: :mod:`das.train` and every module of the package
+    it imports, directly or not (not the command line, the book or the benchmark)."""
+    package = Path(__file__).parent
+    seen: set[Path] = set()
+    todo = [package / "train.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            for name in names:
+                if name == "das" or name.startswith("das."):
+                    parts = name.split(".")[1:]
+                    target = package.joinpath(*parts)
+                    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+                        if candidate.is_file():
+                            todo.append(candidate)
+                    for parent in range(len(parts)):  # importing das.a.b runs das/a/__init__.py too
+                        init = package.joinpath(*parts[:parent], "__init__.py")
+                        if init.is_file():
+                            todo.append(init)
+    digest = hashlib.sha256()
+    for path in sorted(seen):
+        digest.update(path.relative_to(package.parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def platform_info() -> dict[str, Any]:
+    """The kind of machine a run or a measurement ran on (no host names)."""
+    return {"system": platform.system(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count()}
+
+
+def make_record(group: str, result: TrainResult) -> dict[str, Any]:
+    """The JSON record of a finished run stored under ``group`` (see the module docstring)."""
+    config = result.config
+    return {
+        "schema": SCHEMA_VERSION,
+        "group": group,
+        "dataset": config.dataset,
+        "method": config.method,
+        "seed": config.seed,
+        **result.record(),
+        "provenance": {
+            "versions": versions(),
+            "training_digest": training_digest(),
+            "platform": platform_info(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_record(record: Any) -> list[str]:
+    """What is wrong with a stored record (empty when it is a valid record of schema
+    :data:`SCHEMA_VERSION`): missing or mistyped fields, metrics out of range, a config that
+    :class:`~das.train.TrainConfig` rejects, a history that disagrees with ``epochs_run``."""
+    from das.train import TrainConfig
+
+    if not isinstance(record, dict):
+        return [f"not a JSON object but {type(record).__name__}"]
+    if record.get("schema") != SCHEMA_VERSION:
+        return [f"schema {record.get('schema')!r}, expected {SCHEMA_VERSION} (written by an older version?)"]
+    problems = []
+    kinds = {"group": str, "dataset": str, "method": str, "seed": int, "config": dict, "metrics": dict,
+             "val_metrics": dict, "epochs_run": int, "best_epoch": int, "stopped_early": bool, "history": list,
+             "timings": dict, "num_frames": int, "k": int, "device": str, "threads": int, "provenance": dict}
+    for key, kind in kinds.items():
+        if not isinstance(record.get(key), kind) or (kind is int and isinstance(record.get(key), bool)):
+            problems.append(f"{key} missing or not a {kind.__name__}")
+    if problems:
+        return problems
+    for name in METRICS:
+        value = record["metrics"].get(name, "missing")
+        if value is not None and not (_number(value) and 0.0 <= value <= 1.0):
+            problems.append(f"metrics.{name} is {value!r}, not a number in [0, 1] or null")
+    try:
+        config = TrainConfig.from_dict(record["config"])
+    except (TypeError, ValueError) as error:
+        return [*problems, f"config invalid: {error}"]
+    for key in ("dataset", "method", "seed"):
+        if record[key] != getattr(config, key):
+            problems.append(f"{key} {record[key]!r} differs from config.{key} {getattr(config, key)!r}")
+    epochs = [entry.get("epoch") if isinstance(entry, dict) else None for entry in record["history"]]
+    if epochs != list(range(1, len(epochs) + 1)) or record["epochs_run"] != len(epochs):
+        problems.append(f"history holds epochs {epochs} but epochs_run is {record['epochs_run']}")
+    elif record["epochs_run"] > config.epochs or (not record["stopped_early"] and record["epochs_run"] != config.epochs):
+        problems.append(f"epochs_run {record['epochs_run']} does not fit config.epochs {config.epochs} "
+                        f"(stopped_early {record['stopped_early']})")
+    if not 1 <= record["best_epoch"] <= max(record["epochs_run"], 1):
+        problems.append(f"best_epoch {record['best_epoch']} outside 1..{record['epochs_run']}")
+    if not 1 <= record["k"] <= record["num_frames"]:
+        problems.append(f"k {record['k']} outside 1..num_frames {record['num_frames']}")
+    return problems
+
+
+def stale_reasons(record: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Why a stored ``record`` does not stand for a run of ``config`` (empty: it does). The one check
+    every sweep, chapter and command uses before reading a run back instead of training it."""
+    from das.train import resolve_device
+
+    problems = validate_record(record)
+    if problems:
+        return [f"invalid record: {problem}" for problem in problems]
+    reasons = [f"setting {name} differs" for name in config.differences(record["config"])]
+    if record["provenance"].get("training_digest") != training_digest():
+        reasons.append("the training code changed since it ran")
+    device = resolve_device(config.device).type
+    stored_device = record["device"].split(":")[0]
+    if stored_device != device:
+        reasons.append(f"it ran on {stored_device}, this run would run on {device}")
+    elif device == "cpu":
+        import torch
+
+        threads = config.num_threads or torch.get_num_threads()
+        if record["threads"] != threads:
+            reasons.append(f"it ran with {record['threads']} CPU threads, this run would use {threads}")
+    return reasons
+
+
 def _strict(value: Any) -> Any:
     """Replace NaN/Inf by None (JSON null) recursively; leave everything else as is."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -90,6 +248,8 @@ def write_json_atomic(path: str | Path, record: dict[str, Any]) -> Path:
     text = json.dumps(_strict(record), indent=2, sort_keys=True, allow_nan=False)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         tmp.write(text + "\n")
+        tmp.flush()
+        os.fsync(tmp.fileno())
     os.replace(tmp.name, path)
     return path
 

@@ -1,72 +1,122 @@
-"""The Table 1 runner: every (dataset, method, seed) of a profile, one JSON per run in the results store.
+"""Sweeps: lists of runs, each trained or read back from the results store, in process or on Ray.
 
-A run whose JSON exists with the same settings is skipped (unless ``force``); a stored run of other
-settings (the profile changed since) is redone. A run interrupted mid-training resumes from
-its per-epoch checkpoint, so an interrupted sweep loses at most one epoch and a finished one costs
-nothing to rerun. Data are loaded once per dataset, and only when some run of it still has work to do.
+A :class:`Run` is one :class:`~das.train.TrainConfig` and the folder of the store it belongs to
+(``group``: ``quick``, ``real/ablations/ratio-0.25`` ...). :func:`run_sweep` takes any list of runs (a
+profile's Table 1, the variants of an ablation, the runs a chapter needs) and returns one
+:class:`Outcome` per run, in order: its record and whether it was trained now.
+
+1. A run whose stored record is current (:func:`das.results.stale_reasons` finds nothing) is read back.
+2. The others train on the chosen executor:
+
+   - ``"local"``: in this process, one after the other; data are loaded once per dataset.
+   - ``"ray"``: one Ray task per run, ``workers`` at a time, with ``cpus_per_run`` CPU threads and
+     ``gpus_per_run`` (fractional: several small runs share a GPU) each; on a local Ray cluster sized
+     to this machine, or on the cluster at ``address``. Workers return records and this process
+     writes every JSON atomically, so results need no shared filesystem. A worker that dies
+     mid-run is retried and resumes from its checkpoint (under ``checkpoint_dir``; give a path every
+     worker can reach, or a retry on another node starts over).
+
+3. Every run checkpoints after each epoch and resumes from there; the checkpoint is deleted once the
+   record is written. A run that fails is reported with its config and the others go on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timezone
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
+
 from das.profiles import get_profile
-from das.results import checkpoint_path, result_path, versions, write_json_atomic
+from das.results import checkpoint_path, make_record, result_path, stale_reasons, write_json_atomic
 from das.train import Splits, TrainConfig, checkpoint_differences, load_splits, train
 
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
-def run_one(
-    config: TrainConfig,
-    *,
-    profile: str,
-    results_dir: str | Path = "results",
-    force: bool = False,
-    splits: Splits | None = None,
-    keep_checkpoint: bool = False,
-) -> Path:
-    """Train and test ``config`` unless its JSON exists (or ``force``); return the JSON's path.
 
-    A stored JSON counts only if it was made by the same config, up to fields that do not change the
-    numbers (:data:`das.train.RUN_LOCAL_FIELDS`: device, threads, ...) and, with ``keep_checkpoint``,
-    if its checkpoint is still there; otherwise the run is redone. The run checkpoints every epoch
-    under ``<profile>/checkpoints/`` and resumes from there (a checkpoint of other settings is
-    discarded); the checkpoint is deleted once the JSON is written unless ``keep_checkpoint``.
-    ``force`` also discards an existing checkpoint, so the run starts over.
-    """
-    path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
-    checkpoint = checkpoint_path(results_dir, profile, config.dataset, config.method, config.seed)
-    if path.exists() and not force and stored_run_matches(path, config) and (checkpoint.exists() or not keep_checkpoint):
-        return path
-    if force or (checkpoint.exists() and checkpoint_differences(checkpoint, config)):
-        checkpoint.unlink(missing_ok=True)  # asked to start over, or the checkpoint is of other settings
-    result = train(config, splits, checkpoint=checkpoint)
-    record: dict[str, Any] = {
-        "profile": profile,
-        "dataset": config.dataset,
-        "method": config.method,
-        "seed": config.seed,
-        **result.record(),
-        "versions": versions(),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json_atomic(path, record)
-    if not keep_checkpoint:
-        checkpoint.unlink(missing_ok=True)
-        for folder in checkpoint.parents:  # drop the folders it leaves empty, up to <profile>/checkpoints
-            if folder == Path(results_dir) / profile or any(folder.iterdir()):
-                break
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: a config and the store folder (``group``) its record goes to."""
+
+    group: str
+    config: TrainConfig
+
+    def path(self, results_dir: str | Path) -> Path:
+        return result_path(results_dir, self.group, self.config.dataset, self.config.method, self.config.seed)
+
+    def checkpoint(self, checkpoint_root: str | Path) -> Path:
+        return checkpoint_path(checkpoint_root, self.group, self.config.dataset, self.config.method, self.config.seed)
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{self.group}: {c.dataset}/{c.method} seed {c.seed}"
+
+
+@dataclass
+class Outcome:
+    """What became of one run: its ``record`` (``None`` if it failed), whether it ``trained`` now, and
+    the ``error`` (one line) and ``traceback`` of a failure."""
+
+    run: Run
+    path: Path
+    record: dict[str, Any] | None = None
+    trained: bool = False
+    error: str | None = None
+    traceback: str | None = field(default=None, repr=False)
+
+
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep failed; ``outcomes`` holds every run's outcome."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+        failed = [o for o in outcomes if o.error is not None]
+        lines = [f"  {o.run.label}: {o.error}" for o in failed]
+        super().__init__(f"{len(failed)} of {len(outcomes)} runs failed:\n" + "\n".join(lines))
+
+
+def stored_record(run: Run, results_dir: str | Path) -> dict[str, Any] | None:
+    """The run's stored record if it is current for its config, else ``None``."""
+    path = run.path(results_dir)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return None if stale_reasons(record, run.config) else record
+
+
+def train_run(run: Run, checkpoint_root: str | Path, splits: Splits | None = None) -> dict[str, Any]:
+    """Train ``run`` (resuming its checkpoint when it has one of the same settings) and return its
+    record; the caller writes it. A checkpoint of other settings is discarded."""
+    checkpoint = run.checkpoint(checkpoint_root)
+    if checkpoint.exists() and checkpoint_differences(checkpoint, run.config):
+        checkpoint.unlink()
+    result = train(run.config, splits, checkpoint=checkpoint)
+    return make_record(run.group, result)
+
+
+def _drop_checkpoint(run: Run, checkpoint_root: str | Path) -> None:
+    checkpoint = run.checkpoint(checkpoint_root)
+    checkpoint.unlink(missing_ok=True)
+    stop = Path(checkpoint_root) / run.group
+    for folder in checkpoint.parents:  # drop the folders it leaves empty, up to <group>
+        if folder == stop or not folder.is_relative_to(stop) or not folder.exists() or any(folder.iterdir()):
+            break
+        try:
             folder.rmdir()
-    return path
-
-
-def stored_run_matches(path: Path, config: TrainConfig) -> bool:
-    """The run stored at ``path`` was made with ``config``'s settings (run-local fields aside)."""
-    return not config.differences(json.loads(path.read_text())["config"])
+        except OSError:  # another process put something there meanwhile
+            break
 
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
@@ -75,51 +125,205 @@ def _data_key(config: TrainConfig) -> tuple[Any, ...]:
             config.max_train_samples, config.max_eval_samples)
 
 
-def table1_configs(
+def _finish(outcome: Outcome, record: dict[str, Any], results_dir: str | Path, checkpoint_root: str | Path,
+            keep_checkpoint: bool) -> None:
+    write_json_atomic(outcome.path, record)
+    outcome.record, outcome.trained = record, True
+    if not keep_checkpoint:
+        _drop_checkpoint(outcome.run, checkpoint_root)
+
+
+def _fail(outcome: Outcome, error: BaseException) -> None:
+    outcome.error = f"{type(error).__name__}: {error}".splitlines()[0]
+    outcome.traceback = "".join(traceback.format_exception(error))
+
+
+def _run_local(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool,
+               report) -> None:
+    loaded: dict[tuple[Any, ...], Splits] = {}
+    for outcome in pending:
+        config = outcome.run.config
+        try:
+            key = _data_key(config)
+            if key not in loaded:
+                loaded = {key: load_splits(config)}  # one dataset in memory at a time
+            record = train_run(outcome.run, checkpoint_root, loaded[key])
+            _finish(outcome, record, results_dir, checkpoint_root, keep_checkpoint)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001 -- reported with its config; the sweep goes on
+            _fail(outcome, error)
+        report(outcome)
+
+
+def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads: int) -> dict[str, Any]:
+    """What a Ray worker runs: one training run, returned as its record."""
+    torch.set_num_threads(threads)
+    return train_run(Run(group, TrainConfig.from_dict(config)), checkpoint_root)
+
+
+def _run_ray(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, report, *,
+             address: str | None, workers: int | None, cpus_per_run: int, gpus_per_run: float,
+             max_retries: int) -> None:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {name: os.environ[name] for name in ("DAS_DATA_DIR",) if name in os.environ}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": env} if env else None)
+    try:
+        task = ray.remote(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)
+        limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_run))
+        queue, running = list(pending), {}
+        while queue or running:
+            while queue and len(running) < limit:
+                outcome = queue.pop(0)
+                ref = task.remote(outcome.run.group, outcome.run.config.to_dict(), str(checkpoint_root), cpus_per_run)
+                running[ref] = outcome
+            [done], _ = ray.wait(list(running), num_returns=1)
+            outcome = running.pop(done)
+            try:
+                _finish(outcome, ray.get(done), results_dir, checkpoint_root, keep_checkpoint)
+            except Exception as error:  # noqa: BLE001 -- a RayTaskError wraps the run's own exception
+                _fail(outcome, getattr(error, "cause", None) or error)
+            report(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _summary_line(outcome: Outcome) -> str:
+    c = outcome.run.config
+    head = f"{outcome.run.group} {c.dataset}/{c.method} seed {c.seed}"
+    if outcome.error is not None:
+        return f"{head}: FAILED ({outcome.error})"
+    record = outcome.record or {}
+    auc = (record.get("metrics") or {}).get("auc")
+    wall = (record.get("timings") or {}).get("wall_s", float("nan"))
+    auc_text = f"{auc:.3f}" if isinstance(auc, (int, float)) else "n/a"
+    return f"{head}: test AUC {auc_text}, {record.get('epochs_run')} epochs, {wall:.0f} s"
+
+
+def run_sweep(
+    runs: Sequence[Run],
+    results_dir: str | Path = "results",
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    cpus_per_run: int = 1,
+    gpus_per_run: float = 0.0,
+    checkpoint_dir: str | Path | None = None,
+    force: bool = False,
+    keep_checkpoint: bool = False,
+    max_retries: int = 3,
+    progress: bool | None = None,
+    raise_on_failure: bool = True,
+) -> list[Outcome]:
+    """Train or read back every run of ``runs``; one :class:`Outcome` per run, in order.
+
+    On Ray, a run without ``num_threads`` gets ``cpus_per_run`` (its outcome's config says so).
+    ``force`` retrains runs that are stored and current (their checkpoints discarded).
+    ``keep_checkpoint`` keeps each run's last checkpoint (chapters that inspect the trained model)
+    and retrains a stored run whose checkpoint is gone. Progress goes to stderr: one line per
+    finished run (dataset, method, seed, test AUC, wall time) and, on a terminal, a bar over the
+    runs; ``progress=False`` silences both. With ``raise_on_failure``, a
+    sweep with failed runs raises :class:`SweepFailed` at the end, after every other run finished.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if executor == "local" and (workers not in (None, 1) or address is not None):
+        raise ValueError("the local executor runs one run at a time in this process; use executor='ray' "
+                         f"for workers={workers!r} or an address")
+    if executor == "ray":  # a Ray run uses cpus_per_run threads: say so in its config, which the check compares
+        runs = [run if run.config.num_threads is not None else
+                Run(run.group, replace(run.config, num_threads=cpus_per_run)) for run in runs]
+    results_dir = Path(results_dir)
+    checkpoint_root = Path(checkpoint_dir) if checkpoint_dir is not None else results_dir
+    paths = [run.path(results_dir) for run in runs]
+    duplicates = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if duplicates:
+        raise ValueError(f"two runs of the sweep share a result file: {', '.join(duplicates)}")
+
+    outcomes = [Outcome(run, path) for run, path in zip(runs, paths)]
+    pending = []
+    for outcome in outcomes:
+        record = None if force else stored_record(outcome.run, results_dir)
+        if record is not None and (not keep_checkpoint or outcome.run.checkpoint(checkpoint_root).exists()):
+            outcome.record = record
+            continue
+        if force:
+            outcome.run.checkpoint(checkpoint_root).unlink(missing_ok=True)
+        pending.append(outcome)
+
+    show = progress is not False
+    bar = tqdm(total=len(pending), desc="runs", unit="run", file=sys.stderr,
+               disable=not show or not pending or not sys.stderr.isatty())
+    start = time.perf_counter()
+
+    def report(outcome: Outcome) -> None:
+        bar.update(1)
+        if show:
+            bar.write(_summary_line(outcome), file=sys.stderr)
+
+    try:
+        if pending and executor == "local":
+            _run_local(pending, results_dir, checkpoint_root, keep_checkpoint, report)
+        elif pending:
+            _run_ray(pending, results_dir, checkpoint_root, keep_checkpoint, report, address=address, workers=workers,
+                     cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, max_retries=max_retries)
+    finally:
+        bar.close()
+    if show and pending:
+        print(f"{len(pending)} run(s) trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if raise_on_failure and any(o.error is not None for o in outcomes):
+        raise SweepFailed(outcomes)
+    return outcomes
+
+
+def profile_runs(
     profile: str = "quick",
     datasets: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     **overrides: Any,
-) -> list[TrainConfig]:
-    """The validated config of every run :func:`run_table1` would do (same arguments), dataset-major."""
+) -> list[Run]:
+    """The runs of a profile's Table 1 (stored under the profile's name), dataset-major; ``datasets``,
+    ``methods``, ``seeds`` restrict or replace the profile's lists and ``overrides`` are
+    :class:`~das.train.TrainConfig` fields for every run (``None`` values ignored)."""
     spec = get_profile(profile)
     return [
-        spec.config(dataset, method, seed, **overrides)
+        Run(profile, spec.config(dataset, method, seed, **overrides))
         for dataset in (datasets if datasets is not None else spec.datasets)
         for method in (methods if methods is not None else spec.methods)
         for seed in (seeds if seeds is not None else spec.seeds)
     ]
 
 
-def run_table1(
-    profile: str = "quick",
-    datasets: Sequence[str] | None = None,
-    methods: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    results_dir: str | Path = "results",
-    force: bool = False,
-    **overrides: Any,
-) -> list[Path]:
-    """Run (or resume) the Table 1 sweep of ``profile``; return the JSON path of every run, in order.
+def iter_records(outcomes: Sequence[Outcome]) -> Iterator[dict[str, Any]]:
+    """The records of the runs that finished."""
+    return (o.record for o in outcomes if o.record is not None)
 
-    ``datasets``, ``methods``, ``seeds`` restrict or replace the profile's lists. ``overrides`` are
-    :class:`~das.train.TrainConfig` fields applied to every run (``None`` values ignored): e.g.
-    ``epochs=1, max_train_samples=32, max_eval_samples=32`` for a tiny CI version, ``device="cuda"``,
-    ``download=True``, ``quiet=True``. Every config is validated before anything runs.
-    """
-    configs = table1_configs(profile, datasets, methods, seeds, **overrides)
-    paths, loaded = [], {}
-    for number, config in enumerate(configs, 1):
-        path = result_path(results_dir, profile, config.dataset, config.method, config.seed)
-        if path.exists() and not force and stored_run_matches(path, config):
-            paths.append(path)
-            continue
-        key = _data_key(config)
-        if key not in loaded:
-            loaded = {key: load_splits(config)}  # keep one dataset in memory at a time
-        if not config.quiet:
-            print(f"[{number}/{len(configs)}] {profile}: {config.dataset}/{config.method} seed {config.seed}",
-                  file=sys.stderr, flush=True)
-        paths.append(run_one(config, profile=profile, results_dir=results_dir, force=force, splits=loaded[key]))
-    return paths
+
+def table1_configs(profile: str = "quick", datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                   seeds: Sequence[int] | None = None, **overrides: Any) -> list[TrainConfig]:
+    """The configs of :func:`profile_runs`."""
+    return [run.config for run in profile_runs(profile, datasets, methods, seeds, **overrides)]
+
+
+def run_one(config: TrainConfig, *, profile: str, results_dir: str | Path = "results", force: bool = False,
+            splits: Splits | None = None, keep_checkpoint: bool = False) -> Path:
+    """Train or read back one run stored under ``profile``; its record's path."""
+    del splits  # loaded by the sweep
+    [outcome] = run_sweep([Run(profile, config)], results_dir, force=force, keep_checkpoint=keep_checkpoint,
+                          progress=False)
+    return outcome.path
+
+
+def run_table1(profile: str = "quick", datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+               seeds: Sequence[int] | None = None, results_dir: str | Path = "results", force: bool = False,
+               **overrides: Any) -> list[Path]:
+    """Run (or read back) a profile's Table 1; the record path of every run, in order."""
+    runs = profile_runs(profile, datasets, methods, seeds, **overrides)
+    return [o.path for o in run_sweep(runs, results_dir, force=force)]

@@ -55,7 +55,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from das.checks import check_int
+from das.augment import AUGMENTATIONS, make_augmentation
+from das.checks import check_choice, check_int
 from das.data import DATASETS, VolumeDataset, iterate_batches, load_dataset
 from das.data.medmnist3d import MEDMNIST3D_FLAGS, check_size
 from das.flops import count_flops
@@ -64,6 +65,10 @@ from das.model import BACKBONES, POOLS, SubsampledClassifier
 from das.samplers import SAMPLERS, make_sampler
 
 SAMPLER_LR_FACTOR = 10.0  # default sampler_lr = SAMPLER_LR_FACTOR * lr (DPS's choice, SPEC 1.1)
+
+LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
+SELECT_METRICS: tuple[str, ...] = ("val_loss", "val_auc", "val_balanced_accuracy")
+CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
 
 # Config fields that change where or how verbosely a run runs, not its numbers.
 RUN_LOCAL_FIELDS = frozenset({"device", "quiet", "num_threads", "data_dir", "download"})
@@ -81,6 +86,12 @@ class TrainConfig:
     whole split. ``patience=None`` turns early stopping off. ``device="auto"`` picks CUDA when
     present. ``num_threads`` sets torch's CPU threads for the run only (restored afterwards).
     ``compile`` wraps the model in ``torch.compile`` (its randomness: see the module docstring).
+
+    The protocol knobs (defaults: the paper's literal protocol): ``lr_schedule`` multiplies every
+    learning rate per epoch (:func:`lr_factor`); ``weight_decay`` is Adam's decoupled (AdamW) decay;
+    ``augment`` names a :data:`das.augment.AUGMENTATIONS` recipe applied to training batches;
+    ``class_weights="balanced"`` weights the training loss by inverse class frequency;
+    ``select_metric`` is the validation metric that picks the best epoch and drives ``patience``.
     """
 
     dataset: str = "synthetic"
@@ -94,6 +105,11 @@ class TrainConfig:
     lr: float = 1e-4
     sampler_lr: float | None = None
     sampler_warmup: int = 0
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0
+    augment: str = "none"
+    class_weights: str = "none"
+    select_metric: str = "val_loss"
     backbone: str = "mobilenet_v3_small"
     pool: str = "mean"
     sampler_options: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +140,13 @@ class TrainConfig:
             check_size(self.dataset, self.size)
         check_int("seed", self.seed, 0)
         check_int("sampler_warmup", self.sampler_warmup, 0)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("augment", self.augment, tuple(AUGMENTATIONS))
+        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        check_choice("select_metric", self.select_metric, SELECT_METRICS)
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
@@ -288,6 +311,7 @@ class TrainResult:
     flops_per_volume: int
     selection_histogram: list[int]
     device: str
+    threads: int
     model: SubsampledClassifier = field(repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -330,17 +354,31 @@ def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
 
 
+def resume_differences(config: TrainConfig, stored: dict[str, Any], epochs_done: int) -> list[str]:
+    """Why a checkpoint of the config dict ``stored``, holding ``epochs_done`` epochs, cannot continue
+    as ``config``: the fields that differ, outside :data:`RESUMABLE_CHANGES`. ``epochs`` may change
+    only under a constant learning rate (a schedule depends on it) and never below the epochs done
+    (the run would be labelled shorter than it is)."""
+    differ = config.differences(stored, RESUMABLE_CHANGES)
+    if "epochs" not in differ and stored.get("epochs") != config.epochs and (
+        config.lr_schedule != "constant" or epochs_done > config.epochs
+    ):
+        differ = sorted([*differ, "epochs"])
+    return differ
+
+
 def checkpoint_differences(path: Path, config: TrainConfig) -> list[str]:
-    """Settings in which the checkpoint at ``path`` differs from ``config`` (a resume may change
-    :data:`RESUMABLE_CHANGES`); empty when :func:`train` can resume from it."""
-    return config.differences(torch.load(path, map_location="cpu", weights_only=False)["config"], RESUMABLE_CHANGES)
+    """Settings in which the checkpoint at ``path`` differs from ``config`` (see
+    :func:`resume_differences`); empty when :func:`train` can resume from it."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return resume_differences(config, state["config"], state["epoch"])
 
 
 def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    differ = config.differences(state["config"], RESUMABLE_CHANGES)
+    differ = resume_differences(config, state["config"], state["epoch"])
     if differ:
         raise ValueError(
             f"checkpoint {path} belongs to a different config (fields {', '.join(differ)} differ); "
@@ -379,6 +417,36 @@ def score_function_term(losses: Tensor, log_prob: Tensor | None) -> Tensor | flo
     return ((losses - baseline) * log_prob).mean()
 
 
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The multiplier of every base learning rate during epoch ``epoch`` (0-based) of ``epochs``.
+
+    ``"constant"``: 1. ``"step"``: MedMNIST's 3D recipe, x0.1 from 50% of the epochs and x0.01 from
+    75%. ``"cosine"``: ``(1 + cos(pi * epoch / epochs)) / 2``.
+    """
+    check_choice("lr_schedule", schedule, LR_SCHEDULES)
+    if schedule == "step":
+        return 0.1 ** ((epoch >= 0.5 * epochs) + (epoch >= 0.75 * epochs))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return 1.0
+
+
+def class_weight_tensor(config: TrainConfig, labels: Tensor, num_classes: int) -> Tensor | None:
+    """Cross-entropy class weights: ``None`` (``class_weights="none"``), or for ``"balanced"``
+    ``N / (C * n_c)`` from the training labels (a class absent from them gets weight 0)."""
+    if config.class_weights == "none":
+        return None
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).to(torch.float32)
+    return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros(()))
+
+
+def selection_score(metric: str, loss: float, metrics: dict[str, float]) -> float:
+    """The validation score the best epoch maximises: minus the loss, or the metric itself (a NaN
+    metric, e.g. an undefined AUC, never counts as an improvement)."""
+    value = -loss if metric == "val_loss" else metrics[metric.removeprefix("val_")]
+    return value if value is not None and math.isfinite(value) else -math.inf
+
+
 def train_batches(num_volumes: int, batch_size: int) -> int:
     """Training batches per epoch: the last incomplete batch is dropped (``drop_last``), unless the
     split is smaller than one batch and is used whole."""
@@ -415,11 +483,16 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         groups = [{"params": [p for p in model.parameters() if id(p) not in sampler_ids], "lr": config.lr}]
         if sampler_params:
             groups.append({"params": sampler_params, "lr": config.resolved_sampler_lr})
-        optimizer = torch.optim.Adam(groups)
+        base_lrs = [group["lr"] for group in groups]
+        optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay,
+                                     decoupled_weight_decay=config.weight_decay > 0)
         forward = torch.compile(model) if config.compile else model
+        augment = make_augmentation(config.augment)
+        weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
+        weight = weight.to(device) if weight is not None else None
 
         history: list[dict[str, float]] = []
-        best_state, best_epoch, best_loss, bad_epochs = _cpu_state(model), 0, math.inf, 0
+        best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), 0, -math.inf, 0
         train_s, frames_seen, elapsed_before, epoch = 0.0, 0, 0.0, 0
         if saved is None:
             first_x, _ = next(iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device))
@@ -430,7 +503,8 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             optimizer.load_state_dict(saved["optimizer"])
             _set_rng_state(saved["rng"], device, generator)
             history, best_state, best_epoch = saved["history"], saved["best_state"], saved["best_epoch"]
-            best_loss, bad_epochs, epoch = saved["best_loss"], saved["bad_epochs"], saved["epoch"]
+            best_score = saved["best_score"] if "best_score" in saved else -saved["best_loss"]
+            bad_epochs, epoch = saved["bad_epochs"], saved["epoch"]
             train_s, frames_seen, elapsed_before = saved["train_s"], saved["frames_seen"], saved["elapsed_s"]
 
         def stop() -> bool:
@@ -447,17 +521,23 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             model.train()
             for parameter in sampler_params:  # frozen during the warm-up; Adam skips them (no grad)
                 parameter.requires_grad_(epoch >= config.sampler_warmup)
+            for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base_lr * lr_factor(config.lr_schedule, epoch, config.epochs)
             epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
             batches = iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed + epoch,
                                       device=device, drop_last=drop_last)
             for x, y in tqdm(batches, total=train_batches(len(train_set), config.batch_size),
                              desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
+                if augment is not None:
+                    x = augment(x)
                 with _autocast(device):
                     logits, selection = forward(x, step_generator)
                 losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
-                loss = losses.mean()
+                loss = losses.mean()  # reported: the plain mean cross-entropy
+                if weight is not None:
+                    losses = losses * weight[y]  # optimised: the class-weighted one
                 optimizer.zero_grad(set_to_none=True)
-                (loss + score_function_term(losses, selection.log_prob)).backward()
+                (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
                 optimizer.step()
                 loss_sum += loss.detach() * y.shape[0]
                 seen += y.shape[0]
@@ -468,18 +548,20 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             train_s += epoch_train_s
             val = evaluate(forward, splits.val, batch_size=config.batch_size, device=device)
             epoch += 1
-            if val.loss < best_loss:
-                best_state, best_epoch, best_loss, bad_epochs = _cpu_state(model), epoch, val.loss, 0
+            score = selection_score(config.select_metric, val.loss, val.metrics)
+            if best_epoch == 0 or score > best_score:
+                best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), epoch, score, 0
             else:
                 bad_epochs += 1
-            history.append({"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val.loss,
+            history.append({"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
+                            "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val.loss,
                             **{f"val_{name}": value for name, value in val.metrics.items()}, "train_s": epoch_train_s})
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, {
                     "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "rng": _rng_state(device, generator),
                     "history": history, "best_state": best_state, "best_epoch": best_epoch,
-                    "best_loss": best_loss, "bad_epochs": bad_epochs, "train_s": train_s,
+                    "best_score": best_score, "bad_epochs": bad_epochs, "train_s": train_s,
                     "frames_seen": frames_seen, "elapsed_s": elapsed_before + time.perf_counter() - start,
                 })
             epochs_bar.update(1)
@@ -494,6 +576,7 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         test = evaluate(forward, splits.test, batch_size=config.batch_size, device=device)
         eval_s = time.perf_counter() - eval_start
         flops = _flops_per_volume(model, splits.test[0][0].to(device))
+        threads = torch.get_num_threads()
         model.sampler.check_finite = True  # the model handed back may see inputs from anywhere
     timings = {
         "wall_s": elapsed_before + time.perf_counter() - start,
@@ -505,5 +588,5 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
     return TrainResult(
         config=config, num_frames=num_frames, k=model.sampler.k, metrics=test.metrics, val_metrics=val.metrics,
         epochs_run=epoch, best_epoch=best_epoch, stopped_early=stop(), history=history, timings=timings,
-        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), model=model,
+        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), threads=threads, model=model,
     )
