@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import tempfile
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import cache
@@ -254,12 +255,32 @@ def write_json_atomic(path: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def load_runs(results_dir: str | Path, profile: str) -> list[dict[str, Any]]:
-    """Every finished run of ``profile``: the JSON records, each with its file under ``"path"``."""
-    root = Path(results_dir) / profile
+class DamagedRecordWarning(UserWarning):
+    """A stored record that is not valid JSON or not a valid record was skipped (the message names it)."""
+
+
+def read_record(path: str | Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """``(record, [])`` for a valid stored record at ``path``, else ``(None, problems)``."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, [f"unreadable ({type(error).__name__}: {error})"]
+    problems = validate_record(record)
+    return (None, problems) if problems else (record, [])
+
+
+def load_runs(results_dir: str | Path, group: str) -> list[dict[str, Any]]:
+    """Every valid record stored directly under ``group`` (``<group>/<dataset>/<method>/seed<N>.json``),
+    each with its file under ``"path"``. A damaged one is skipped with a :class:`DamagedRecordWarning`
+    naming the file and what is wrong."""
+    root = Path(results_dir) / group
     runs = []
     for path in sorted(root.glob("*/*/seed*.json")):
-        record = json.loads(path.read_text())
+        record, problems = read_record(path)
+        if record is None:
+            warnings.warn(f"{path}: not a valid run record, skipped: {problems[0]}", DamagedRecordWarning,
+                          stacklevel=2)
+            continue
         record["path"] = str(path)
         runs.append(record)
     return runs
@@ -269,41 +290,69 @@ def _method_key(methods: Iterable[str]) -> list[int]:
     return [METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER) for m in methods]
 
 
-def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1; NaN for one seed) over seeds, per (dataset, method).
+def setting_key(config: dict[str, Any]) -> str:
+    """What makes runs of one config comparable seeds of each other: the config without its seed and
+    the fields that only say where a run ran, as canonical JSON."""
+    from das.train import RUN_LOCAL_FIELDS, TrainConfig
 
-    Columns: ``dataset``, ``method``, ``n_seeds``, ``ratio``, ``k``, ``num_frames``, then
+    values = {**TrainConfig.default_dict(), **config}
+    return json.dumps({k: v for k, v in values.items() if k != "seed" and k not in RUN_LOCAL_FIELDS},
+                      sort_keys=True, default=str)
+
+
+def _setting_labels(keys: pd.Series) -> list[str]:
+    """For the settings of one (dataset, method): ``""`` if there is one, else the fields that tell
+    them apart (``ratio=0.25, max_train_samples=16``)."""
+    settings = {key: json.loads(key) for key in keys.unique()}
+    if len(settings) == 1:
+        return [""] * len(keys)
+    varying = sorted({field for a in settings.values() for b in settings.values() for field in a if a[field] != b.get(field)})
+    return [", ".join(f"{field}={settings[key][field]}" for field in varying) for key in keys]
+
+
+def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.DataFrame:
+    """Mean and standard deviation (ddof=1; NaN for one seed) over seeds, one row per (dataset,
+    method, setting): runs of different settings are never averaged together.
+
+    Columns: ``dataset``, ``method``, ``setting`` (empty when a method has one setting, else the
+    fields that tell its settings apart), ``n_seeds``, ``ratio``, ``k``, ``num_frames``, then
     ``<metric>_mean``/``<metric>_std`` for ``balanced_accuracy``, ``auc``, ``accuracy``, and the means of
     ``informative_hit_rate`` (synthetic data only, else NaN), ``epochs_run``,
-    ``throughput_frames_per_s`` and ``flops_per_volume``. Rows are sorted by dataset,
-    then method in :data:`METHOD_ORDER`. An empty store gives an empty frame with these columns.
+    ``throughput_frames_per_s`` and ``flops_per_volume``. Rows are sorted by dataset, then method in
+    :data:`METHOD_ORDER`. Damaged records are left out (see :func:`load_runs`). An empty store gives
+    an empty frame with these columns.
     """
     rows = []
     for run in load_runs(results_dir, profile):
         row = {
             "dataset": run["dataset"],
             "method": run["method"],
+            "key": setting_key(run["config"]),
             "seed": run["seed"],
             "ratio": run["config"]["ratio"],
             "k": run["k"],
             "num_frames": run["num_frames"],
             "epochs_run": run["epochs_run"],
-            "throughput_frames_per_s": run["timings"]["throughput_frames_per_s"],
-            "flops_per_volume": run["flops_per_volume"],
+            "throughput_frames_per_s": run["timings"].get("throughput_frames_per_s"),
+            "flops_per_volume": run.get("flops_per_volume"),
         }
-        row.update({name: run["metrics"][name] for name in METRICS})
+        row.update({name: run["metrics"].get(name) for name in METRICS})
         row["informative_hit_rate"] = run["metrics"].get("informative_hit_rate")
         rows.append(row)
     metric_cols = [f"{name}_{stat}" for name in METRICS for stat in ("mean", "std")]
-    columns = ["dataset", "method", "n_seeds", "ratio", "k", "num_frames", *metric_cols,
+    columns = ["dataset", "method", "setting", "n_seeds", "ratio", "k", "num_frames", *metric_cols,
                "informative_hit_rate_mean", "epochs_run_mean", "throughput_frames_per_s_mean", "flops_per_volume_mean"]
     if not rows:
         return pd.DataFrame(columns=columns)
     runs = pd.DataFrame(rows)
-    for name in (*METRICS, "informative_hit_rate"):  # JSON null (undefined AUC, real data) -> NaN
-        runs[name] = pd.to_numeric(runs[name], errors="coerce")
-    grouped = runs.groupby(["dataset", "method"], sort=False)
+    for name in (*METRICS, "informative_hit_rate", "throughput_frames_per_s", "flops_per_volume"):
+        runs[name] = pd.to_numeric(runs[name], errors="coerce")  # JSON null (undefined AUC) -> NaN
+    runs["setting"] = ""
+    for _, index in runs.groupby(["dataset", "method"], sort=False).groups.items():
+        runs.loc[index, "setting"] = _setting_labels(runs.loc[index, "key"])
+    grouped = runs.groupby(["dataset", "method", "key"], sort=False)
     table = grouped.agg(
+        setting=("setting", "first"),
         n_seeds=("seed", "nunique"),
         ratio=("ratio", "first"),
         k=("k", "first"),
@@ -315,7 +364,7 @@ def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.D
         flops_per_volume_mean=("flops_per_volume", "mean"),
     ).reset_index()
     table["order"] = _method_key(table["method"])
-    return table.sort_values(["dataset", "order"])[columns].reset_index(drop=True)
+    return table.sort_values(["dataset", "order", "setting"])[columns].reset_index(drop=True)
 
 
 def format_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -329,6 +378,8 @@ def format_summary(table: pd.DataFrame) -> pd.DataFrame:
         return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
     out = table[["dataset", "method", "n_seeds"]].copy()
+    if table["setting"].astype(bool).any():  # some method has runs of more than one setting
+        out.insert(2, "setting", table["setting"])
     for name, scale, digits, label in (
         ("balanced_accuracy", 100.0, 1, "balanced acc. (%)"),
         ("auc", 1.0, 3, "AUC"),

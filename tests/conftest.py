@@ -60,3 +60,4 @@ def fake_medmnist_dir(tmp_path: Path) -> Path:
 def medmnist_writer() -> Callable[..., dict[str, np.ndarray]]:
     """The writer behind ``fake_medmnist_dir``, for tests that need a specific file."""
     return write_medmnist_npz
+

@@ -12,6 +12,7 @@ import torch
 
 import das.sweep
 import das.train
+from record_helpers import valid_record
 from das.data import DATASETS
 from das.profiles import METHODS, MEDMNIST3D, PROFILES, get_profile
 from das.results import (checkpoint_path, format_summary, load_runs, result_path, summary, write_json_atomic,
@@ -22,13 +23,10 @@ TINY = dict(epochs=1, sampler_warmup=0, size=16, max_train_samples=16, max_eval_
             dataset_options={"num_frames": 8, "num_samples": 16})
 
 
-def fake_run(root: Path, dataset: str, method: str, seed: int, bal: float, auc: float | None) -> None:
-    record = {
-        "profile": "p", "dataset": dataset, "method": method, "seed": seed, "k": 14, "num_frames": 28,
-        "config": {"ratio": 0.5}, "epochs_run": 3, "flops_per_volume": 100, "timings": {"throughput_frames_per_s": 10.0},
-        "metrics": {"balanced_accuracy": bal, "auc": auc, "accuracy": bal},
-    }
-    write_json_atomic(result_path(root, "p", dataset, method, seed), record)
+def fake_run(root: Path, dataset: str, method: str, seed: int, bal: float, auc: float | None, **config) -> Path:
+    record = valid_record(dataset, method, seed, metrics={"balanced_accuracy": bal, "auc": auc, "accuracy": bal},
+                          **config)
+    return write_json_atomic(result_path(root, "p", dataset, method, seed), record)
 
 
 def test_paths_follow_the_layout(tmp_path: Path) -> None:
@@ -107,8 +105,8 @@ def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch:
     paths = run_table1("quick", **args, **TINY)
     assert paths == [result_path(tmp_path, "quick", "synthetic", m, 0) for m in ("uniform", "das")]
     record = json.loads(paths[1].read_text())
-    assert record["profile"] == "quick" and record["config"]["epochs"] == 1 and record["epochs_run"] == 1
-    assert {"torch", "das", "python"} <= set(record["versions"])
+    assert record["group"] == "quick" and record["config"]["epochs"] == 1 and record["epochs_run"] == 1
+    assert {"torch", "das", "python"} <= set(record["provenance"]["versions"])
     assert not (tmp_path / "quick" / "checkpoints" / "synthetic" / "das" / "seed0.pt").exists()
     before = paths[0].stat().st_mtime_ns
 
@@ -131,11 +129,15 @@ def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: p
     def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("a finished run of the same config was retrained")
 
-    # Where and how verbosely it runs does not make another run...
+    # How verbosely it runs, or where the data come from, does not make another run...
     monkeypatch.setattr(das.sweep, "train", no_training)
-    same = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2, "quiet": False})
+    same = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "quiet": False, "data_dir": "elsewhere"})
     assert das.sweep.run_one(same, profile="quick", results_dir=tmp_path) == path
     monkeypatch.undo()
+    # ... another CPU thread count does (float sums differ):
+    das.sweep.run_one(get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2}),
+                      profile="quick", results_dir=tmp_path)
+    assert json.loads(path.read_text())["threads"] == 2
     # ... but another number of epochs does, and so does asking for a checkpoint that was not kept.
     longer = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "epochs": 2})
     das.sweep.run_one(longer, profile="quick", results_dir=tmp_path)
