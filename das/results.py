@@ -24,6 +24,7 @@ The record (schema version :data:`SCHEMA_VERSION`, checked by :func:`validate_re
     history           one dict per epoch: epoch, lr, train_loss, val_loss, val_<metric>, train_s
     timings           wall_s, data_s, train_s, eval_s, throughput_frames_per_s
     flops_per_volume, selection_histogram, sampler_lr
+    test_predictions  labels [N] and class probabilities [N, C] of the test split (for bootstrap intervals)
     device, threads   where it ran: the device, and torch's CPU threads (they change float sums)
     provenance        versions, training_digest, platform, finished_at
 
@@ -203,6 +204,11 @@ def validate_record(record: Any) -> list[str]:
         problems.append(f"best_epoch {record['best_epoch']} outside 1..{record['epochs_run']}")
     if not 1 <= record["k"] <= record["num_frames"]:
         problems.append(f"k {record['k']} outside 1..num_frames {record['num_frames']}")
+    predictions = record.get("test_predictions")
+    if predictions is not None:
+        labels, probs = predictions.get("labels"), predictions.get("probs")
+        if not isinstance(labels, list) or not isinstance(probs, list) or len(labels) != len(probs):
+            problems.append("test_predictions needs lists labels [N] and probs [N, C] of one length")
     return problems
 
 

@@ -296,7 +296,9 @@ def evaluate(model: nn.Module, dataset: VolumeDataset, *, batch_size: int = 16,
 
 @dataclass
 class TrainResult:
-    """What a run produced. :meth:`record` is the JSON-ready part; ``model`` holds the best weights."""
+    """What a run produced. :meth:`record` is the JSON-ready part; ``model`` holds the best weights.
+    ``test_predictions`` holds the test labels ``[N]`` and class probabilities ``[N, C]``, so intervals
+    can be bootstrapped over test volumes later."""
 
     config: TrainConfig
     num_frames: int
@@ -312,6 +314,7 @@ class TrainResult:
     selection_histogram: list[int]
     device: str
     threads: int
+    test_predictions: dict[str, list] = field(repr=False)
     model: SubsampledClassifier = field(repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -588,5 +591,6 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
     return TrainResult(
         config=config, num_frames=num_frames, k=model.sampler.k, metrics=test.metrics, val_metrics=val.metrics,
         epochs_run=epoch, best_epoch=best_epoch, stopped_early=stop(), history=history, timings=timings,
-        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), threads=threads, model=model,
+        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), threads=threads,
+        test_predictions={"labels": test.labels.tolist(), "probs": test.probs.tolist()}, model=model,
     )
