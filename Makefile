@@ -23,10 +23,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-# Unit tests; then nbval: the reference notebooks in tests/nbval rerun, outputs of the cells marked
+# Lint and format checks (ruff); unit tests; then nbval: the reference notebooks in tests/nbval rerun, outputs of the cells marked
 # NBVAL_CHECK_OUTPUT compared; then every chapter in the smallest profile and a -W build of the book
 # from those runs (into _build/ci), so a broken chapter fails CI.
 test: $(STAMP)
+	$(BIN)/ruff check das tests notebooks
+	$(BIN)/ruff format --check das tests notebooks
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval/sanitize.cfg tests/nbval

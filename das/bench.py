@@ -24,11 +24,11 @@ import torch
 from torch import Tensor
 
 from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataloader
+from das.flops import count_flops
 from das.model import SubsampledClassifier
 from das.results import package_digest, write_json_atomic
 from das.samplers import make_sampler
 from das.train import resolve_device
-from das.flops import count_flops
 
 METHODS: tuple[str, ...] = ("uniform", "random", "dps", "adps", "das")
 # The performance issue's targets on CPU (2 threads, float32, 28^3, batch 16): (name, method, ratio,
@@ -105,7 +105,9 @@ def _model(
     return SubsampledClassifier(sampler, classes, in_channels=1).to(device).eval()
 
 
-def _inference_row(model: SubsampledClassifier, x: Tensor, config: BenchConfig, device: torch.device) -> dict[str, float]:
+def _inference_row(
+    model: SubsampledClassifier, x: Tensor, config: BenchConfig, device: torch.device
+) -> dict[str, float]:
     def forward() -> object:
         with torch.no_grad(), _autocast(device):
             return model(x)
@@ -128,9 +130,20 @@ def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str,
     rows = []
     for size in config.sizes:
         num_frames = size  # MedMNIST3D volumes are cubes: T = H = W
-        x = torch.rand(config.batch_size, num_frames, 1, size, size, generator=torch.Generator().manual_seed(config.seed)).to(device)
+        x = torch.rand(
+            config.batch_size, num_frames, 1, size, size, generator=torch.Generator().manual_seed(config.seed)
+        ).to(device)
         full = _inference_row(_model("full", num_frames, num_frames, config, device), x, config, device)
-        rows.append({"method": "full", "ratio": 1.0, "size": size, **full, "time_ratio_to_full": 1.0, "flops_ratio_to_full": 1.0})
+        rows.append(
+            {
+                "method": "full",
+                "ratio": 1.0,
+                "size": size,
+                **full,
+                "time_ratio_to_full": 1.0,
+                "flops_ratio_to_full": 1.0,
+            }
+        )
         for ratio in config.ratios:
             k = max(1, round(ratio * num_frames))
             for method in config.methods:
@@ -146,7 +159,9 @@ def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str,
     return rows
 
 
-def _sampler_share(model: SubsampledClassifier, x: Tensor, full: dict[str, float], config: BenchConfig, device: torch.device) -> dict[str, float]:
+def _sampler_share(
+    model: SubsampledClassifier, x: Tensor, full: dict[str, float], config: BenchConfig, device: torch.device
+) -> dict[str, float]:
     """The sampler alone, as a share of the full-sequence model's time and FLOPs per volume."""
 
     def sample() -> object:
@@ -165,14 +180,18 @@ def _sampler_share(model: SubsampledClassifier, x: Tensor, full: dict[str, float
 def bench_training(config: BenchConfig, device: torch.device, size: int = 28) -> list[dict[str, Any]]:
     """Training throughput (frames through the backbone per second) for full and for das at 0.5."""
     rows = []
-    x = torch.rand(config.batch_size, size, 1, size, size, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
-    y = torch.randint(0, config.num_classes, (config.batch_size,), generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
+    x = torch.rand(config.batch_size, size, 1, size, size, generator=torch.Generator().manual_seed(config.seed + 1)).to(
+        device
+    )
+    y = torch.randint(
+        0, config.num_classes, (config.batch_size,), generator=torch.Generator().manual_seed(config.seed + 1)
+    ).to(device)
     for method, ratio in (("full", 1.0), ("das", 0.5)):
         k = size if method == "full" else round(ratio * size)
         model = _model(method, size, k, config, device).train()
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-        def step() -> None:
+        def step(model: torch.nn.Module = model, optimiser: torch.optim.Optimizer = optimiser) -> None:
             optimiser.zero_grad(set_to_none=True)
             with _autocast(device):
                 loss = torch.nn.functional.cross_entropy(model(x).logits, y)
@@ -180,7 +199,15 @@ def bench_training(config: BenchConfig, device: torch.device, size: int = 28) ->
             optimiser.step()
 
         seconds = median_seconds(step, device, config.warmup, config.train_steps)
-        rows.append({"method": method, "ratio": ratio, "size": size, "k": k, "frames_per_second": config.batch_size * k / seconds})
+        rows.append(
+            {
+                "method": method,
+                "ratio": ratio,
+                "size": size,
+                "k": k,
+                "frames_per_second": config.batch_size * k / seconds,
+            }
+        )
     return rows
 
 
@@ -222,7 +249,9 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
         _sync(device)
         computing += time.perf_counter() - start
     start = time.perf_counter()
-    for _, (x, _) in zip(range(timed), make_dataloader(dataset, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)):
+    for _, (x, _) in zip(
+        range(timed), make_dataloader(dataset, config.batch_size, shuffle=True, seed=config.seed, drop_last=True)
+    ):
         x.to(device)
     _sync(device)
     per_item = time.perf_counter() - start
@@ -256,8 +285,15 @@ def check_targets(report: dict[str, Any], size: int = 28) -> list[dict[str, Any]
     checks = []
     for name, method, ratio, field, bound in TARGETS:
         value = rows.get((method, ratio), {}).get(field)
-        checks.append({"target": name, "field": field, "bound": bound, "value": value,
-                       "met": None if value is None else value <= bound})
+        checks.append(
+            {
+                "target": name,
+                "field": field,
+                "bound": bound,
+                "value": value,
+                "met": None if value is None else value <= bound,
+            }
+        )
     return checks
 
 
@@ -296,11 +332,26 @@ def to_markdown(report: dict[str, Any]) -> str:
         "Inference per volume (batch of the config), median:",
         "",
     ]
-    columns = ["method", "ratio", "size", "k", "ms_per_volume", "time_ratio_to_full", "flops_per_volume",
-               "flops_ratio_to_full", "sampler_time_share", "sampler_flops_share"]
+    columns = [
+        "method",
+        "ratio",
+        "size",
+        "k",
+        "ms_per_volume",
+        "time_ratio_to_full",
+        "flops_per_volume",
+        "flops_ratio_to_full",
+        "sampler_time_share",
+        "sampler_flops_share",
+    ]
     table = pd.DataFrame(report["inference"]).reindex(columns=columns)
     lines += [table.to_markdown(index=False, floatfmt=".4g"), "", "Training throughput:", ""]
-    lines += [pd.DataFrame(report["training"]).to_markdown(index=False, floatfmt=".0f"), "", "Data path, one epoch:", ""]
+    lines += [
+        pd.DataFrame(report["training"]).to_markdown(index=False, floatfmt=".0f"),
+        "",
+        "Data path, one epoch:",
+        "",
+    ]
     lines += [pd.DataFrame([report["data"]]).to_markdown(index=False, floatfmt=".3g"), ""]
     return "\n".join(lines)
 

@@ -274,9 +274,17 @@ def build(profile: str, path_output: Path = ROOT, force: bool = False) -> Path:
     for result in results:
         shutil.copy2(result.output, src / "notebooks" / result.output.name)
     command = [
-        sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-        "build", str(src), "--path-output", str(path_output), "--all", "-W", "--keep-going",
-    ]  # fmt: skip
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        "build",
+        str(src),
+        "--path-output",
+        str(path_output),
+        "--all",
+        "-W",
+        "--keep-going",
+    ]
     if subprocess.run(command, check=False).returncode != 0:
         raise NotebookFailed(f"jupyter-book build of {src} failed (warnings are errors; see above)")
     index = path_output / "_build" / "html" / "index.html"
@@ -324,9 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--only", nargs="+", metavar="NAME", help="notebook names, e.g. 03_gumbel")
     for sub in (run, build_cmd, refs):
         sub.add_argument("--force", action="store_true", help="execute even if nothing changed")
-    build_cmd.add_argument(
-        "--path-output", type=Path, default=ROOT, help="the HTML goes to PATH_OUTPUT/_build/html"
-    )
+    build_cmd.add_argument("--path-output", type=Path, default=ROOT, help="the HTML goes to PATH_OUTPUT/_build/html")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":

@@ -19,10 +19,10 @@ import torch
 
 from das.augment import AUGMENTATIONS
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
+from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, result_path, write_summary
 from das.samplers import SAMPLERS
-from das.experiments import SWEEPS
 from das.sweep import EXECUTORS, Run, profile_runs, run_one, run_sweep, stored_record, table1_configs
 from das.train import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig, build_model, load_splits
 
@@ -111,15 +111,21 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_cost_options(group)
     group.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience (epochs)")
     group.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 1e-4)")
-    group.add_argument("--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)")
-    group.add_argument("--sampler-warmup", type=_int_at_least(0),
-                       help="epochs with the sampler frozen at the start (profiles: 1; default 0)")
+    group.add_argument(
+        "--sampler-lr", type=_positive_float, help="learning rate of sampler parameters (default 10x lr)"
+    )
+    group.add_argument(
+        "--sampler-warmup",
+        type=_int_at_least(0),
+        help="epochs with the sampler frozen at the start (profiles: 1; default 0)",
+    )
     group.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule (default constant)")
     group.add_argument("--weight-decay", type=_non_negative_float, help="AdamW decoupled weight decay (default 0)")
     group.add_argument("--augment", choices=tuple(AUGMENTATIONS), help="training augmentation (default none)")
     group.add_argument("--class-weights", choices=CLASS_WEIGHTS, help="class weighting of the loss (default none)")
-    group.add_argument("--select-metric", choices=SELECT_METRICS,
-                       help="validation metric that picks the best epoch (default val_loss)")
+    group.add_argument(
+        "--select-metric", choices=SELECT_METRICS, help="validation metric that picks the best epoch (default val_loss)"
+    )
     group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
     group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
     group.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
@@ -130,26 +136,67 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("epochs", "patience", "batch_size", "lr", "sampler_lr", "sampler_warmup", "lr_schedule", "weight_decay",
-             "augment", "class_weights", "select_metric", "size", "max_train_samples",
-             "max_eval_samples", "device", "num_threads", "compile", "data_dir", "download", "quiet")
+    names = (
+        "epochs",
+        "patience",
+        "batch_size",
+        "lr",
+        "sampler_lr",
+        "sampler_warmup",
+        "lr_schedule",
+        "weight_decay",
+        "augment",
+        "class_weights",
+        "select_metric",
+        "size",
+        "max_train_samples",
+        "max_eval_samples",
+        "device",
+        "num_threads",
+        "compile",
+        "data_dir",
+        "download",
+        "quiet",
+    )
     return {name: getattr(args, name) for name in names}
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=DATASETS, metavar="DATASET",
-                        help=f"one of {', '.join(DATASETS)} ('synthetic' is the synthetic benchmark)")
-    parser.add_argument("--method", required=True, choices=tuple(SAMPLERS), metavar="METHOD",
-                        help=f"one of {', '.join(SAMPLERS)}")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=DATASETS,
+        metavar="DATASET",
+        help=f"one of {', '.join(DATASETS)} ('synthetic' is the synthetic benchmark)",
+    )
+    parser.add_argument(
+        "--method", required=True, choices=tuple(SAMPLERS), metavar="METHOD", help=f"one of {', '.join(SAMPLERS)}"
+    )
     parser.add_argument("--ratio", type=_ratio, help="fraction of frames kept, in (0, 1] (default 0.5)")
     parser.add_argument("--seed", type=_int_at_least(0), default=0)
-    parser.add_argument("--profile", choices=tuple(PROFILES), metavar="PROFILE",
-                        help="start from this profile's settings and store the run in its results "
-                             "(default: TrainConfig defaults, stored under profile 'custom')")
-    parser.add_argument("--sampler-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="sampler option, repeatable (e.g. heads=2, replacement=true)")
-    parser.add_argument("--dataset-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset option, repeatable (e.g. num_informative=2 for synthetic)")
+    parser.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        metavar="PROFILE",
+        help="start from this profile's settings and store the run in its results "
+        "(default: TrainConfig defaults, stored under profile 'custom')",
+    )
+    parser.add_argument(
+        "--sampler-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler option, repeatable (e.g. heads=2, replacement=true)",
+    )
+    parser.add_argument(
+        "--dataset-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (e.g. num_informative=2 for synthetic)",
+    )
     _add_run_options(parser)
 
 
@@ -178,19 +225,29 @@ def _run_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     path = run_one(config, profile=profile, results_dir=args.results_dir, force=args.force, splits=splits)
     record = json.loads(path.read_text())
-    metrics = ", ".join(f"{name} {value:.4f}" if value is not None else f"{name} n/a"
-                        for name, value in record["metrics"].items())
-    print(f"{config.dataset}/{config.method} seed {config.seed}: {metrics} "
-          f"({record['epochs_run']} epochs, best {record['best_epoch']}) -> {path}")
+    metrics = ", ".join(
+        f"{name} {value:.4f}" if value is not None else f"{name} n/a" for name, value in record["metrics"].items()
+    )
+    print(
+        f"{config.dataset}/{config.method} seed {config.seed}: {metrics} "
+        f"({record['epochs_run']} epochs, best {record['best_epoch']}) -> {path}"
+    )
     return 0
 
 
 def _add_sweep_selection(parser: argparse.ArgumentParser, default_profile: str) -> None:
     """A profile and, optionally, a subset of its datasets, methods and seeds (``table1``, ``project``)."""
-    parser.add_argument("--profile", default=default_profile, choices=tuple(PROFILES), metavar="PROFILE",
-                        help=f"one of {', '.join(PROFILES)} (default {default_profile})")
+    parser.add_argument(
+        "--profile",
+        default=default_profile,
+        choices=tuple(PROFILES),
+        metavar="PROFILE",
+        help=f"one of {', '.join(PROFILES)} (default {default_profile})",
+    )
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, metavar="DATASET", help="default: the profile's")
-    parser.add_argument("--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's")
+    parser.add_argument(
+        "--methods", nargs="+", choices=tuple(SAMPLERS), metavar="METHOD", help="default: the profile's"
+    )
     parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the profile's")
 
 
@@ -213,42 +270,77 @@ def _run_table1(args: argparse.Namespace) -> int:
 def _add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where a sweep's runs train (``table1``, ``sweep``)."""
     group = parser.add_argument_group("executor (default: one run after the other in this process)")
-    group.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="local (in process, sequential) or ray (parallel; a local Ray cluster or --address)")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local (in process, sequential) or ray (parallel; a local Ray cluster or --address)",
+    )
     group.add_argument("--address", help="Ray cluster to join (default: start a local one sized to this machine)")
     group.add_argument("--workers", type=_int_at_least(1), help="runs at a time on Ray (default: as many as fit)")
-    group.add_argument("--cpus-per-run", type=_int_at_least(1), default=1, help="CPU threads per run on Ray (default 1)")
-    group.add_argument("--gpus-per-run", type=_non_negative_float, default=0.0,
-                       help="GPUs per run on Ray, fractional to pack runs onto one GPU (default 0)")
-    group.add_argument("--checkpoint-dir", help="where runs checkpoint (default: the results store); "
-                                                "on a cluster, a path every worker reaches")
+    group.add_argument(
+        "--cpus-per-run", type=_int_at_least(1), default=1, help="CPU threads per run on Ray (default 1)"
+    )
+    group.add_argument(
+        "--gpus-per-run",
+        type=_non_negative_float,
+        default=0.0,
+        help="GPUs per run on Ray, fractional to pack runs onto one GPU (default 0)",
+    )
+    group.add_argument(
+        "--checkpoint-dir",
+        help="where runs checkpoint (default: the results store); on a cluster, a path every worker reaches",
+    )
 
 
 def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.executor == "local" and (args.workers not in (None, 1) or args.address is not None):
         raise UsageError("--workers and --address need --executor ray")
-    return {"executor": args.executor, "address": args.address, "workers": args.workers,
-            "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run, "checkpoint_dir": args.checkpoint_dir}
+    return {
+        "executor": args.executor,
+        "address": args.address,
+        "workers": args.workers,
+        "cpus_per_run": args.cpus_per_run,
+        "gpus_per_run": args.gpus_per_run,
+        "checkpoint_dir": args.checkpoint_dir,
+    }
 
 
 def _run_runs(runs: list[Run], args: argparse.Namespace) -> int:
     """Run a sweep from the command line: progress on stderr, failures named, exit 1 if any failed."""
-    outcomes = run_sweep(runs, args.results_dir, force=args.force, progress=not args.quiet,
-                         raise_on_failure=False, **_executor_options(args))
+    outcomes = run_sweep(
+        runs,
+        args.results_dir,
+        force=args.force,
+        progress=not args.quiet,
+        raise_on_failure=False,
+        **_executor_options(args),
+    )
     failed = [o for o in outcomes if o.error is not None]
     trained = sum(o.trained for o in outcomes)
-    print(f"{len(outcomes)} runs: {trained} trained now, {len(outcomes) - trained - len(failed)} read back, "
-          f"{len(failed)} failed (store: {args.results_dir})")
+    print(
+        f"{len(outcomes)} runs: {trained} trained now, {len(outcomes) - trained - len(failed)} read back, "
+        f"{len(failed)} failed (store: {args.results_dir})"
+    )
     for outcome in failed:
         print(f"FAILED {outcome.run.label}: {outcome.error}\n  config: {outcome.run.config.to_dict()}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def _add_sweep(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", choices=tuple(SWEEPS), metavar="NAME",
-                        help="; ".join(f"{name}: {text}" for name, (text, _) in SWEEPS.items()))
-    parser.add_argument("--profile", default="real", choices=tuple(PROFILES), metavar="PROFILE",
-                        help=f"one of {', '.join(PROFILES)} (default real)")
+    parser.add_argument(
+        "name",
+        choices=tuple(SWEEPS),
+        metavar="NAME",
+        help="; ".join(f"{name}: {text}" for name, (text, _) in SWEEPS.items()),
+    )
+    parser.add_argument(
+        "--profile",
+        default="real",
+        choices=tuple(PROFILES),
+        metavar="PROFILE",
+        help=f"one of {', '.join(PROFILES)} (default real)",
+    )
     parser.add_argument("--seeds", nargs="+", type=_int_at_least(0), metavar="SEED", help="default: the sweep's")
     parser.add_argument("--list", action="store_true", help="print the runs and whether each is stored, train nothing")
     _add_run_options(parser)
@@ -281,8 +373,10 @@ def _run_summary(args: argparse.Namespace) -> int:
     if table.empty:
         csv_path.unlink()
         md_path.unlink()
-        raise UsageError(f"no finished runs under {args.results_dir}/{args.profile}; "
-                         f"run `python -m das table1 --profile {args.profile}` first")
+        raise UsageError(
+            f"no finished runs under {args.results_dir}/{args.profile}; "
+            f"run `python -m das table1 --profile {args.profile}` first"
+        )
     print(format_summary(table).to_markdown(index=False))
     print(f"\nwritten: {csv_path}, {md_path}")
     return 0
@@ -293,9 +387,14 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=_int_at_least(1), help="torch CPU threads (default: torch's)")
     parser.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
-    parser.add_argument("--fused-features", action="store_true",
-                        help="DAS with torch.compile'd fixed features (compiles first, needs a C++ compiler on CPU)")
-    parser.add_argument("--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)")
+    parser.add_argument(
+        "--fused-features",
+        action="store_true",
+        help="DAS with torch.compile'd fixed features (compiles first, needs a C++ compiler on CPU)",
+    )
+    parser.add_argument(
+        "--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)"
+    )
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -319,13 +418,17 @@ def _add_project(parser: argparse.ArgumentParser) -> None:
     _add_sweep_selection(parser, "paper")
     parser.add_argument("--steps", type=_int_at_least(1), default=8, help="training steps timed per method (default 8)")
     _add_cost_options(parser.add_argument_group("settings of the projected runs (default: the profile's)"))
-    parser.add_argument("--out", default="results/bench", help="folder for projection-PROFILE.json (default results/bench)")
+    parser.add_argument(
+        "--out", default="results/bench", help="folder for projection-PROFILE.json (default results/bench)"
+    )
 
 
 def _run_project(args: argparse.Namespace) -> int:
     from das.projection import format_projection, project_runs
 
-    overrides = {name: getattr(args, name) for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile")}
+    overrides = {
+        name: getattr(args, name) for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile")
+    }
     try:  # validate every run's settings (an unavailable device, say) before timing anything
         configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
     except ValueError as error:
@@ -340,13 +443,18 @@ def _run_project(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train and test one run, store its JSON", _add_train, _run_train),
     "table1": ("run (or resume) the Table 1 sweep of a profile", _add_table1, _run_table1),
-    "sweep": ("run (or resume) a named sweep: a profile's Table 1, the ablations, ...", _add_sweep,
-              _run_sweep_command),
+    "sweep": ("run (or resume) a named sweep: a profile's Table 1, the ablations, ...", _add_sweep, _run_sweep_command),
     "summary": ("tabulate a profile's results: mean +/- std over seeds, CSV and Markdown", _add_summary, _run_summary),
-    "bench": ("measure inference time, FLOPs and training throughput of every method against the full model",
-              _add_bench, _run_bench),
-    "project": ("time a few training steps per method here and project how long a profile's runs take",
-                _add_project, _run_project),
+    "bench": (
+        "measure inference time, FLOPs and training throughput of every method against the full model",
+        _add_bench,
+        _run_bench,
+    ),
+    "project": (
+        "time a few training steps per method here and project how long a profile's runs take",
+        _add_project,
+        _run_project,
+    ),
 }
 
 

@@ -26,25 +26,44 @@ from das.sweep import Run, profile_runs
 # Candidate protocols for real data: TrainConfig fields on top of PROTOCOL_BASE. Compared on the
 # training and validation splits of AdrenalMNIST3D (the experiments chapter shows the comparison).
 PROTOCOL_BASE: dict[str, Any] = {
-    "dataset": "adrenalmnist3d", "size": 28, "ratio": 0.5, "epochs": 20, "patience": None, "batch_size": 16,
-    "lr": 1e-3, "sampler_warmup": 1,
+    "dataset": "adrenalmnist3d",
+    "size": 28,
+    "ratio": 0.5,
+    "epochs": 20,
+    "patience": None,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "sampler_warmup": 1,
 }
 PROTOCOL_CANDIDATES: dict[str, dict[str, Any]] = {
     "constant-loss": {"lr_schedule": "constant", "select_metric": "val_loss"},
     "step-auc": {"lr_schedule": "step", "select_metric": "val_auc"},
     "step-auc-flip": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "flip"},
     "step-auc-affine": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "affine"},
-    "step-auc-affine-wd": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "affine",
-                           "weight_decay": 0.05},
-    "step-auc-affine-wd-balanced": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "affine",
-                                    "weight_decay": 0.05, "class_weights": "balanced"},
+    "step-auc-affine-wd": {
+        "lr_schedule": "step",
+        "select_metric": "val_auc",
+        "augment": "affine",
+        "weight_decay": 0.05,
+    },
+    "step-auc-affine-wd-balanced": {
+        "lr_schedule": "step",
+        "select_metric": "val_auc",
+        "augment": "affine",
+        "weight_decay": 0.05,
+        "class_weights": "balanced",
+    },
 }
 PROTOCOL_METHODS: tuple[str, ...] = ("full", "uniform", "das")
 PROTOCOL_SEEDS: tuple[int, ...] = (0, 1)
 
 
-def protocol_runs(methods: Sequence[str] = PROTOCOL_METHODS, seeds: Sequence[int] = PROTOCOL_SEEDS,
-                  candidates: Sequence[str] | None = None, **overrides: Any) -> list[Run]:
+def protocol_runs(
+    methods: Sequence[str] = PROTOCOL_METHODS,
+    seeds: Sequence[int] = PROTOCOL_SEEDS,
+    candidates: Sequence[str] | None = None,
+    **overrides: Any,
+) -> list[Run]:
     """Every candidate protocol for full, uniform and DAS, stored under ``protocol/<candidate>``."""
     from das.train import TrainConfig
 
@@ -53,19 +72,31 @@ def protocol_runs(methods: Sequence[str] = PROTOCOL_METHODS, seeds: Sequence[int
     for name in candidates if candidates is not None else PROTOCOL_CANDIDATES:
         for method in methods:
             for seed in seeds:
-                values = {**PROTOCOL_BASE, **PROTOCOL_CANDIDATES[name], "method": method, "seed": seed,
-                          "sampler_options": dict(das_options.get(method, {})), **overrides}
+                values = {
+                    **PROTOCOL_BASE,
+                    **PROTOCOL_CANDIDATES[name],
+                    "method": method,
+                    "seed": seed,
+                    "sampler_options": dict(das_options.get(method, {})),
+                    **overrides,
+                }
                 runs.append(Run(f"protocol/{name}", TrainConfig(**values)))
     return runs
 
 
 def literal_runs(methods: Sequence[str] = PROTOCOL_METHODS, seeds: Sequence[int] = (0,), **overrides: Any) -> list[Run]:
     """The paper's literal protocol (the ``paper`` profile) on AdrenalMNIST3D, stored under ``literal``."""
-    return [Run("literal", run.config) for run in profile_runs("paper", ["adrenalmnist3d"], methods, seeds, **overrides)]
+    return [
+        Run("literal", run.config) for run in profile_runs("paper", ["adrenalmnist3d"], methods, seeds, **overrides)
+    ]
 
 
-def size64_runs(profile: str = "real", methods: Sequence[str] = ("full", "uniform", "das"),
-                seeds: Sequence[int] = (0, 1, 2), **overrides: Any) -> list[Run]:
+def size64_runs(
+    profile: str = "real",
+    methods: Sequence[str] = ("full", "uniform", "das"),
+    seeds: Sequence[int] = (0, 1, 2),
+    **overrides: Any,
+) -> list[Run]:
     """Full, uniform and DAS on AdrenalMNIST3D at 64^3 under ``profile``, stored under ``<profile>/size-64``."""
     runs = profile_runs(profile, ["adrenalmnist3d"], methods, seeds, **{**overrides, "size": 64})
     return [Run(f"{profile}/size-64", run.config) for run in runs]
@@ -73,8 +104,11 @@ def size64_runs(profile: str = "real", methods: Sequence[str] = ("full", "unifor
 
 def das_defaults(profile: str) -> dict[str, Any]:
     """DAS's options as ``profile`` trains it: the sampler's defaults, then the profile's options."""
-    defaults = {name: p.default for name, p in inspect.signature(DASSampler.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(DASSampler.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     return {**defaults, **get_profile(profile).sampler_options.get("das", {})}
 
 
@@ -96,10 +130,14 @@ TOGGLES: dict[str, dict[str, Any]] = {
 }
 
 
-def ablation_plan(profile: str, heads: Sequence[int] = (1, 4, 8), tau0s: Sequence[float] = (0.5, 1.0, 2.0),
-                  ratios: Sequence[float] = (0.125, 0.25, 0.5, 0.75),
-                  ratio_methods: Sequence[str] = ("uniform", "dps", "das"),
-                  toggles: Sequence[str] | None = None) -> list[tuple[str, str, float, dict[str, Any]]]:
+def ablation_plan(
+    profile: str,
+    heads: Sequence[int] = (1, 4, 8),
+    tau0s: Sequence[float] = (0.5, 1.0, 2.0),
+    ratios: Sequence[float] = (0.125, 0.25, 0.5, 0.75),
+    ratio_methods: Sequence[str] = ("uniform", "dps", "das"),
+    toggles: Sequence[str] | None = None,
+) -> list[tuple[str, str, float, dict[str, Any]]]:
     """``(variant, method, ratio, DAS options)`` of every ablation variant, without repeats: the heads
     and tau0 axes, the toggles (labels of :data:`TOGGLES`), the ratio curve and the full sequence."""
     defaults = das_defaults(profile)
@@ -123,9 +161,13 @@ def ablation_plan(profile: str, heads: Sequence[int] = (1, 4, 8), tau0s: Sequenc
     return list(plan.values())
 
 
-def ablation_runs(profile: str = "real", datasets: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2),
-                  plan: Sequence[tuple[str, str, float, dict[str, Any]]] | None = None,
-                  **overrides: Any) -> list[Run]:
+def ablation_runs(
+    profile: str = "real",
+    datasets: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    plan: Sequence[tuple[str, str, float, dict[str, Any]]] | None = None,
+    **overrides: Any,
+) -> list[Run]:
     """The runs of :func:`ablation_plan` (or ``plan``) under ``profile`` for each dataset and seed,
     stored under ``<profile>/ablations/<variant>``, except those equal to a Table 1 run of the
     profile, which are that run."""
@@ -135,8 +177,9 @@ def ablation_runs(profile: str = "real", datasets: Sequence[str] | None = None, 
     for dataset in datasets if datasets is not None else spec.ablation_datasets:
         for variant, method, ratio, options in plan:
             for seed in seeds:
-                config = spec.config(dataset, method, seed, **{**overrides, "ratio": ratio,
-                                                                 "sampler_options": dict(options)})
+                config = spec.config(
+                    dataset, method, seed, **{**overrides, "ratio": ratio, "sampler_options": dict(options)}
+                )
                 table1 = spec.config(dataset, method, seed, **overrides)
                 same = method in spec.methods and not config.differences(table1.to_dict())
                 runs.append(Run(profile if same else f"{profile}/ablations/{variant}", config))
@@ -145,12 +188,24 @@ def ablation_runs(profile: str = "real", datasets: Sequence[str] | None = None, 
 
 # name -> (what it runs, function(profile) -> runs)
 SWEEPS: dict[str, tuple[str, Callable[..., list[Run]]]] = {
-    "table1": ("a profile's Table 1: every dataset, method and seed", lambda profile, **kw: profile_runs(profile, **kw)),
-    "size64": ("full, uniform and DAS at 64^3 (AdrenalMNIST3D, 3 seeds)", lambda profile, **kw: size64_runs(profile, **kw)),
-    "ablations": ("DAS variants and the ratio curve (first dataset of the profile, 3 seeds)",
-                  lambda profile, **kw: ablation_runs(profile, **kw)),
-    "protocol": ("candidate protocols for real data (AdrenalMNIST3D, full/uniform/DAS, 2 seeds)",
-                 lambda profile, **kw: protocol_runs(**kw)),
-    "literal": ("the paper's literal protocol on AdrenalMNIST3D (full/uniform/DAS, seed 0)",
-                lambda profile, **kw: literal_runs(**kw)),
+    "table1": (
+        "a profile's Table 1: every dataset, method and seed",
+        lambda profile, **kw: profile_runs(profile, **kw),
+    ),
+    "size64": (
+        "full, uniform and DAS at 64^3 (AdrenalMNIST3D, 3 seeds)",
+        lambda profile, **kw: size64_runs(profile, **kw),
+    ),
+    "ablations": (
+        "DAS variants and the ratio curve (first dataset of the profile, 3 seeds)",
+        lambda profile, **kw: ablation_runs(profile, **kw),
+    ),
+    "protocol": (
+        "candidate protocols for real data (AdrenalMNIST3D, full/uniform/DAS, 2 seeds)",
+        lambda profile, **kw: protocol_runs(**kw),
+    ),
+    "literal": (
+        "the paper's literal protocol on AdrenalMNIST3D (full/uniform/DAS, seed 0)",
+        lambda profile, **kw: literal_runs(**kw),
+    ),
 }

@@ -26,8 +26,7 @@ def _check(y_true: ArrayLike, probs: ArrayLike) -> tuple[np.ndarray, np.ndarray]
     p = np.asarray(probs, dtype=np.float64)
     if y.ndim != 1 or p.ndim != 2 or p.shape[0] != y.shape[0] or p.shape[1] < 2:
         raise ValueError(
-            f"need y_true of shape [N] and probs of shape [N, num_classes >= 2], "
-            f"got {y.shape} and {p.shape}"
+            f"need y_true of shape [N] and probs of shape [N, num_classes >= 2], got {y.shape} and {p.shape}"
         )
     if y.size == 0:
         raise ValueError("y_true is empty: metrics need at least one sample")

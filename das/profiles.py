@@ -29,7 +29,12 @@ from das.train import TrainConfig
 
 METHODS: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
 MEDMNIST3D: tuple[str, ...] = (
-    "organmnist3d", "nodulemnist3d", "adrenalmnist3d", "fracturemnist3d", "vesselmnist3d", "synapsemnist3d",
+    "organmnist3d",
+    "nodulemnist3d",
+    "adrenalmnist3d",
+    "fracturemnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
 )
 
 # name -> profile. "train": TrainConfig fields for every run; "per_dataset": fields for one dataset
@@ -61,8 +66,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "methods": METHODS,
         "seeds": (0, 1, 2, 3, 4),
         "ratio": 0.5,
-        "train": {"epochs": 20, "patience": None, "size": 28, "sampler_warmup": 1, "lr": 1e-3, "lr_schedule": "step",
-                  "select_metric": "val_auc", "augment": "affine"},
+        "train": {
+            "epochs": 20,
+            "patience": None,
+            "size": 28,
+            "sampler_warmup": 1,
+            "lr": 1e-3,
+            "lr_schedule": "step",
+            "select_metric": "val_auc",
+            "augment": "affine",
+        },
         "per_dataset": {},
         "sampler_options": _DAS_OPTIONS,
         "ablation_datasets": ("adrenalmnist3d",),
@@ -112,7 +125,9 @@ class Profile:
         valid = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(values) - valid)
         if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}")
+            raise ValueError(
+                f"unknown training setting(s) {', '.join(map(repr, unknown))}; valid: {', '.join(sorted(valid))}"
+            )
         return TrainConfig(**values)
 
 

@@ -71,17 +71,28 @@ def split_shape(config: TrainConfig) -> SplitShape:
         return SplitShape(train_n, val_n, test_n, side, 1, side, side, len(medmnist.INFO[config.dataset]["label"]))
     splits = load_splits(config)
     frames, channels, height, width = splits.train.images.shape[1:]
-    return SplitShape(len(splits.train), len(splits.val), len(splits.test), frames, channels, height, width,
-                      splits.train.num_classes)
+    return SplitShape(
+        len(splits.train), len(splits.val), len(splits.test), frames, channels, height, width, splits.train.num_classes
+    )
 
 
 def _random_volumes(n: int, shape: SplitShape, seed: int) -> VolumeDataset:
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, shape.num_frames, shape.in_channels, shape.height, shape.width),
-                           dtype=torch.uint8, generator=generator)
+    images = torch.randint(
+        0,
+        256,
+        (n, shape.num_frames, shape.in_channels, shape.height, shape.width),
+        dtype=torch.uint8,
+        generator=generator,
+    )
     labels = torch.arange(n) % shape.num_classes  # every class present
-    return VolumeDataset(images, labels, name="random", task="binary-class" if shape.num_classes == 2 else "multi-class",
-                         label_names=[str(c) for c in range(shape.num_classes)])
+    return VolumeDataset(
+        images,
+        labels,
+        name="random",
+        task="binary-class" if shape.num_classes == 2 else "multi-class",
+        label_names=[str(c) for c in range(shape.num_classes)],
+    )
 
 
 def measure_step(config: TrainConfig, shape: SplitShape, steps: int = 8) -> dict[str, float]:
@@ -90,10 +101,14 @@ def measure_step(config: TrainConfig, shape: SplitShape, steps: int = 8) -> dict
     :data:`EVAL_BATCHES` batches each) of ``config`` at ``shape``."""
     batch = config.batch_size
     eval_volumes = EVAL_BATCHES * batch
-    splits = Splits(_random_volumes(steps * batch, shape, 0), _random_volumes(eval_volumes, shape, 1),
-                    _random_volumes(eval_volumes, shape, 2))
-    timed = dataclasses.replace(config, epochs=2, patience=None, sampler_warmup=0, max_train_samples=None,
-                                max_eval_samples=None, quiet=True)
+    splits = Splits(
+        _random_volumes(steps * batch, shape, 0),
+        _random_volumes(eval_volumes, shape, 1),
+        _random_volumes(eval_volumes, shape, 2),
+    )
+    timed = dataclasses.replace(
+        config, epochs=2, patience=None, sampler_warmup=0, max_train_samples=None, max_eval_samples=None, quiet=True
+    )
     with warnings.catch_warnings():  # random labels: whatever the metrics say is not used
         warnings.simplefilter("ignore", UndefinedAUCWarning)
         result = train(timed, splits)
@@ -122,12 +137,26 @@ def run_seconds(config: TrainConfig, shape: SplitShape, step: dict[str, float]) 
 
 # The settings a step's cost depends on (besides the volume shape); runs that share them are measured
 # once. The head's size (576 x classes multiply-adds) is ignored.
-COST_FIELDS: tuple[str, ...] = ("method", "ratio", "size", "batch_size", "backbone", "pool", "device", "compile",
-                                "num_threads")
+COST_FIELDS: tuple[str, ...] = (
+    "method",
+    "ratio",
+    "size",
+    "batch_size",
+    "backbone",
+    "pool",
+    "device",
+    "compile",
+    "num_threads",
+)
 
 
-def project_runs(configs: Sequence[TrainConfig], steps: int = 8, *, profile: str = "custom",
-                 out_dir: str | Path | None = "results/bench") -> dict[str, Any]:
+def project_runs(
+    configs: Sequence[TrainConfig],
+    steps: int = 8,
+    *,
+    profile: str = "custom",
+    out_dir: str | Path | None = "results/bench",
+) -> dict[str, Any]:
     """Project every run of ``configs`` (e.g. :func:`das.sweep.table1_configs`), measuring each distinct
     cost once. Writes ``projection-<profile>.json`` under ``out_dir`` (unless None); returns the report."""
     if not configs:
@@ -137,19 +166,40 @@ def project_runs(configs: Sequence[TrainConfig], steps: int = 8, *, profile: str
     shapes: dict[tuple[Any, ...], SplitShape] = {}
     rows = []
     for config in configs:
-        data_key = (config.dataset, config.size, config.max_train_samples, config.max_eval_samples,
-                    repr(config.dataset_options), config.data_dir)
+        data_key = (
+            config.dataset,
+            config.size,
+            config.max_train_samples,
+            config.max_eval_samples,
+            repr(config.dataset_options),
+            config.data_dir,
+        )
         if data_key not in shapes:
             shapes[data_key] = split_shape(config)
         shape = shapes[data_key]
-        cost_key = (shape.num_frames, shape.in_channels, shape.height, shape.width, repr(config.sampler_options),
-                    *(getattr(config, f) for f in COST_FIELDS))
+        cost_key = (
+            shape.num_frames,
+            shape.in_channels,
+            shape.height,
+            shape.width,
+            repr(config.sampler_options),
+            *(getattr(config, f) for f in COST_FIELDS),
+        )
         if cost_key not in measured:
             measured[cost_key] = measure_step(config, shape, steps)
         step = measured[cost_key]
-        rows.append({"dataset": config.dataset, "method": config.method, "ratio": config.ratio, "seed": config.seed,
-                     **dataclasses.asdict(shape), "epochs": config.epochs, **step,
-                     "run_s": run_seconds(config, shape, step)})
+        rows.append(
+            {
+                "dataset": config.dataset,
+                "method": config.method,
+                "ratio": config.ratio,
+                "seed": config.seed,
+                **dataclasses.asdict(shape),
+                "epochs": config.epochs,
+                **step,
+                "run_s": run_seconds(config, shape, step),
+            }
+        )
     device = resolve_device(configs[0].device)
     report = {
         "profile": profile,
@@ -173,16 +223,27 @@ def format_projection(report: dict[str, Any]) -> str:
 
     env = report["environment"]
     runs = pd.DataFrame(report["runs"])
-    table = runs.groupby(["dataset", "method"], sort=False).agg(
-        runs=("seed", "size"), train=("train", "first"), epochs=("epochs", "first"), step_s=("step_s", "first"),
-        train_frames_per_s=("train_frames_per_s", "first"), run_s=("run_s", "first"), total_s=("run_s", "sum"),
-    ).reset_index()
+    table = (
+        runs.groupby(["dataset", "method"], sort=False)
+        .agg(
+            runs=("seed", "size"),
+            train=("train", "first"),
+            epochs=("epochs", "first"),
+            step_s=("step_s", "first"),
+            train_frames_per_s=("train_frames_per_s", "first"),
+            run_s=("run_s", "first"),
+            total_s=("run_s", "sum"),
+        )
+        .reset_index()
+    )
     total_h = report["total_s"] / 3600
-    return "\n".join([
-        f"device: {env['device']} | torch {env['torch']} | threads {env['threads']}",
-        "",
-        table.to_markdown(index=False, floatfmt=".4g"),
-        "",
-        f"{len(runs)} runs of profile {report['profile']!r}: about {total_h:.2f} h ({report['total_s']:.0f} s) of "
-        "training and evaluation on this device, every run to its last epoch (early stopping shortens it)",
-    ])
+    return "\n".join(
+        [
+            f"device: {env['device']} | torch {env['torch']} | threads {env['threads']}",
+            "",
+            table.to_markdown(index=False, floatfmt=".4g"),
+            "",
+            f"{len(runs)} runs of profile {report['profile']!r}: about {total_h:.2f} h ({report['total_s']:.0f} s) of "
+            "training and evaluation on this device, every run to its last epoch (early stopping shortens it)",
+        ]
+    )

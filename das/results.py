@@ -44,7 +44,7 @@ import platform
 import tempfile
 import warnings
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,8 +115,11 @@ def training_digest() -> str:
             continue
         seen.add(path)
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            )
             for name in names:
                 if name == "das" or name.startswith("das."):
                     parts = name.split(".")[1:]
@@ -137,8 +140,12 @@ def training_digest() -> str:
 
 def platform_info() -> dict[str, Any]:
     """The kind of machine a run or a measurement ran on (no host names)."""
-    return {"system": platform.system(), "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count()}
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def make_record(group: str, result: TrainResult) -> dict[str, Any]:
@@ -155,7 +162,7 @@ def make_record(group: str, result: TrainResult) -> dict[str, Any]:
             "versions": versions(),
             "training_digest": training_digest(),
             "platform": platform_info(),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
 
@@ -175,9 +182,25 @@ def validate_record(record: Any) -> list[str]:
     if record.get("schema") != SCHEMA_VERSION:
         return [f"schema {record.get('schema')!r}, expected {SCHEMA_VERSION} (written by an older version?)"]
     problems = []
-    kinds = {"group": str, "dataset": str, "method": str, "seed": int, "config": dict, "metrics": dict,
-             "val_metrics": dict, "epochs_run": int, "best_epoch": int, "stopped_early": bool, "history": list,
-             "timings": dict, "num_frames": int, "k": int, "device": str, "threads": int, "provenance": dict}
+    kinds = {
+        "group": str,
+        "dataset": str,
+        "method": str,
+        "seed": int,
+        "config": dict,
+        "metrics": dict,
+        "val_metrics": dict,
+        "epochs_run": int,
+        "best_epoch": int,
+        "stopped_early": bool,
+        "history": list,
+        "timings": dict,
+        "num_frames": int,
+        "k": int,
+        "device": str,
+        "threads": int,
+        "provenance": dict,
+    }
     for key, kind in kinds.items():
         if not isinstance(record.get(key), kind) or (kind is int and isinstance(record.get(key), bool)):
             problems.append(f"{key} missing or not a {kind.__name__}")
@@ -197,9 +220,13 @@ def validate_record(record: Any) -> list[str]:
     epochs = [entry.get("epoch") if isinstance(entry, dict) else None for entry in record["history"]]
     if epochs != list(range(1, len(epochs) + 1)) or record["epochs_run"] != len(epochs):
         problems.append(f"history holds epochs {epochs} but epochs_run is {record['epochs_run']}")
-    elif record["epochs_run"] > config.epochs or (not record["stopped_early"] and record["epochs_run"] != config.epochs):
-        problems.append(f"epochs_run {record['epochs_run']} does not fit config.epochs {config.epochs} "
-                        f"(stopped_early {record['stopped_early']})")
+    elif record["epochs_run"] > config.epochs or (
+        not record["stopped_early"] and record["epochs_run"] != config.epochs
+    ):
+        problems.append(
+            f"epochs_run {record['epochs_run']} does not fit config.epochs {config.epochs} "
+            f"(stopped_early {record['stopped_early']})"
+        )
     if not 1 <= record["best_epoch"] <= max(record["epochs_run"], 1):
         problems.append(f"best_epoch {record['best_epoch']} outside 1..{record['epochs_run']}")
     if not 1 <= record["k"] <= record["num_frames"]:
@@ -284,8 +311,7 @@ def load_runs(results_dir: str | Path, group: str) -> list[dict[str, Any]]:
     for path in sorted(root.glob("*/*/seed*.json")):
         record, problems = read_record(path)
         if record is None:
-            warnings.warn(f"{path}: not a valid run record, skipped: {problems[0]}", DamagedRecordWarning,
-                          stacklevel=2)
+            warnings.warn(f"{path}: not a valid run record, skipped: {problems[0]}", DamagedRecordWarning, stacklevel=2)
             continue
         record["path"] = str(path)
         runs.append(record)
@@ -302,8 +328,9 @@ def setting_key(config: dict[str, Any]) -> str:
     from das.train import RUN_LOCAL_FIELDS, TrainConfig
 
     values = {**TrainConfig.default_dict(), **config}
-    return json.dumps({k: v for k, v in values.items() if k != "seed" and k not in RUN_LOCAL_FIELDS},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in values.items() if k != "seed" and k not in RUN_LOCAL_FIELDS}, sort_keys=True, default=str
+    )
 
 
 def _setting_labels(keys: pd.Series) -> list[str]:
@@ -312,7 +339,9 @@ def _setting_labels(keys: pd.Series) -> list[str]:
     settings = {key: json.loads(key) for key in keys.unique()}
     if len(settings) == 1:
         return [""] * len(keys)
-    varying = sorted({field for a in settings.values() for b in settings.values() for field in a if a[field] != b.get(field)})
+    varying = sorted(
+        {field for a in settings.values() for b in settings.values() for field in a if a[field] != b.get(field)}
+    )
     return [", ".join(f"{field}={settings[key][field]}" for field in varying) for key in keys]
 
 
@@ -346,8 +375,20 @@ def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.D
         row["informative_hit_rate"] = run["metrics"].get("informative_hit_rate")
         rows.append(row)
     metric_cols = [f"{name}_{stat}" for name in METRICS for stat in ("mean", "std")]
-    columns = ["dataset", "method", "setting", "n_seeds", "ratio", "k", "num_frames", *metric_cols,
-               "informative_hit_rate_mean", "epochs_run_mean", "throughput_frames_per_s_mean", "flops_per_volume_mean"]
+    columns = [
+        "dataset",
+        "method",
+        "setting",
+        "n_seeds",
+        "ratio",
+        "k",
+        "num_frames",
+        *metric_cols,
+        "informative_hit_rate_mean",
+        "epochs_run_mean",
+        "throughput_frames_per_s_mean",
+        "flops_per_volume_mean",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     runs = pd.DataFrame(rows)

@@ -45,8 +45,9 @@ def batch_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray
     else:
         auc = np.mean([_binary_auc(labels == c, probs[..., c]) for c in range(num_classes)], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        recalls = np.stack([((pred == c) & (labels == c)).sum(axis=1) / (labels == c).sum(axis=1)
-                            for c in range(num_classes)], axis=1)
+        recalls = np.stack(
+            [((pred == c) & (labels == c)).sum(axis=1) / (labels == c).sum(axis=1) for c in range(num_classes)], axis=1
+        )
         balanced = np.nanmean(np.where(np.isfinite(recalls), recalls, np.nan), axis=1)
     return {"balanced_accuracy": balanced, "auc": auc, "accuracy": (pred == labels).mean(axis=1)}
 
@@ -54,13 +55,16 @@ def batch_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray
 def _predictions(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     stored = record.get("test_predictions")
     if not stored:
-        raise ValueError(f"run {record.get('path', record.get('dataset'))} has no stored test predictions "
-                         "(records before they were stored cannot be bootstrapped)")
+        raise ValueError(
+            f"run {record.get('path', record.get('dataset'))} has no stored test predictions "
+            "(records before they were stored cannot be bootstrapped)"
+        )
     return np.asarray(stored["labels"], dtype=np.int64), np.asarray(stored["probs"], dtype=np.float64)
 
 
-def _draws(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int], num_draws: int,
-           rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+def _draws(
+    runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int], num_draws: int, rng: np.random.Generator
+) -> dict[str, dict[str, np.ndarray]]:
     """Per method and metric, ``[num_draws]`` bootstrap means over resampled seeds and test volumes."""
     labels0, _ = _predictions(next(iter(next(iter(runs.values())).values())))
     volume_draws = rng.integers(0, len(labels0), size=(num_draws, len(labels0)))
@@ -73,8 +77,15 @@ def _draws(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int], num
             if not np.array_equal(labels, labels0):
                 raise ValueError(f"{method} seed {seed} was tested on other volumes than the other runs")
             per_seed.append(batch_metrics(labels[volume_draws], probs[volume_draws]))
-        out[method] = {name: np.nanmean(np.stack([per_seed[j][name] for j in range(len(seeds))], axis=1)
-                                        [np.arange(num_draws)[:, None], seed_draws], axis=1) for name in METRICS}
+        out[method] = {
+            name: np.nanmean(
+                np.stack([per_seed[j][name] for j in range(len(seeds))], axis=1)[
+                    np.arange(num_draws)[:, None], seed_draws
+                ],
+                axis=1,
+            )
+            for name in METRICS
+        }
     return out
 
 
@@ -96,8 +107,9 @@ def _by_method_and_seed(records: Sequence[dict[str, Any]]) -> dict[str, dict[int
     return runs
 
 
-def bootstrap_table(records: Sequence[dict[str, Any]], *, reference: str = "das", num_draws: int = 2000,
-                    seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def bootstrap_table(
+    records: Sequence[dict[str, Any]], *, reference: str = "das", num_draws: int = 2000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Intervals for the runs of one dataset and setting (one record per method and seed).
 
     Returns ``(table, differences)``. ``table``: one row per method with ``n_seeds`` and, per metric,

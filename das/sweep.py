@@ -121,12 +121,24 @@ def _drop_checkpoint(run: Run, checkpoint_root: str | Path) -> None:
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
     """Configs with equal keys share the same loaded splits."""
-    return (config.dataset, config.size, config.data_dir, config.download, repr(sorted(config.dataset_options.items())),
-            config.max_train_samples, config.max_eval_samples)
+    return (
+        config.dataset,
+        config.size,
+        config.data_dir,
+        config.download,
+        repr(sorted(config.dataset_options.items())),
+        config.max_train_samples,
+        config.max_eval_samples,
+    )
 
 
-def _finish(outcome: Outcome, record: dict[str, Any], results_dir: str | Path, checkpoint_root: str | Path,
-            keep_checkpoint: bool) -> None:
+def _finish(
+    outcome: Outcome,
+    record: dict[str, Any],
+    results_dir: str | Path,
+    checkpoint_root: str | Path,
+    keep_checkpoint: bool,
+) -> None:
     write_json_atomic(outcome.path, record)
     outcome.record, outcome.trained = record, True
     if not keep_checkpoint:
@@ -138,8 +150,7 @@ def _fail(outcome: Outcome, error: BaseException) -> None:
     outcome.traceback = "".join(traceback.format_exception(error))
 
 
-def _run_local(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool,
-               report) -> None:
+def _run_local(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, report) -> None:
     loaded: dict[tuple[Any, ...], Splits] = {}
     for outcome in pending:
         config = outcome.run.config
@@ -162,16 +173,30 @@ def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads:
     return train_run(Run(group, TrainConfig.from_dict(config)), checkpoint_root)
 
 
-def _run_ray(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, report, *,
-             address: str | None, workers: int | None, cpus_per_run: int, gpus_per_run: float,
-             max_retries: int) -> None:
+def _run_ray(
+    pending: list[Outcome],
+    results_dir: Path,
+    checkpoint_root: Path,
+    keep_checkpoint: bool,
+    report,
+    *,
+    address: str | None,
+    workers: int | None,
+    cpus_per_run: int,
+    gpus_per_run: float,
+    max_retries: int,
+) -> None:
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         env = {name: os.environ[name] for name in ("DAS_DATA_DIR",) if name in os.environ}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": env} if env else None)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env} if env else None,
+        )
     try:
         task = ray.remote(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)
         limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_run))
@@ -234,11 +259,15 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if executor == "local" and (workers not in (None, 1) or address is not None):
-        raise ValueError("the local executor runs one run at a time in this process; use executor='ray' "
-                         f"for workers={workers!r} or an address")
+        raise ValueError(
+            "the local executor runs one run at a time in this process; use executor='ray' "
+            f"for workers={workers!r} or an address"
+        )
     if executor == "ray":  # a Ray run uses cpus_per_run threads: say so in its config, which the check compares
-        runs = [run if run.config.num_threads is not None else
-                Run(run.group, replace(run.config, num_threads=cpus_per_run)) for run in runs]
+        runs = [
+            run if run.config.num_threads is not None else Run(run.group, replace(run.config, num_threads=cpus_per_run))
+            for run in runs
+        ]
     results_dir = Path(results_dir)
     checkpoint_root = Path(checkpoint_dir) if checkpoint_dir is not None else results_dir
     paths = [run.path(results_dir) for run in runs]
@@ -258,8 +287,13 @@ def run_sweep(
         pending.append(outcome)
 
     show = progress is not False
-    bar = tqdm(total=len(pending), desc="runs", unit="run", file=sys.stderr,
-               disable=not show or not pending or not sys.stderr.isatty())
+    bar = tqdm(
+        total=len(pending),
+        desc="runs",
+        unit="run",
+        file=sys.stderr,
+        disable=not show or not pending or not sys.stderr.isatty(),
+    )
     start = time.perf_counter()
 
     def report(outcome: Outcome) -> None:
@@ -271,8 +305,18 @@ def run_sweep(
         if pending and executor == "local":
             _run_local(pending, results_dir, checkpoint_root, keep_checkpoint, report)
         elif pending:
-            _run_ray(pending, results_dir, checkpoint_root, keep_checkpoint, report, address=address, workers=workers,
-                     cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, max_retries=max_retries)
+            _run_ray(
+                pending,
+                results_dir,
+                checkpoint_root,
+                keep_checkpoint,
+                report,
+                address=address,
+                workers=workers,
+                cpus_per_run=cpus_per_run,
+                gpus_per_run=gpus_per_run,
+                max_retries=max_retries,
+            )
     finally:
         bar.close()
     if show and pending:
@@ -306,24 +350,43 @@ def iter_records(outcomes: Sequence[Outcome]) -> Iterator[dict[str, Any]]:
     return (o.record for o in outcomes if o.record is not None)
 
 
-def table1_configs(profile: str = "quick", datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-                   seeds: Sequence[int] | None = None, **overrides: Any) -> list[TrainConfig]:
+def table1_configs(
+    profile: str = "quick",
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    **overrides: Any,
+) -> list[TrainConfig]:
     """The configs of :func:`profile_runs`."""
     return [run.config for run in profile_runs(profile, datasets, methods, seeds, **overrides)]
 
 
-def run_one(config: TrainConfig, *, profile: str, results_dir: str | Path = "results", force: bool = False,
-            splits: Splits | None = None, keep_checkpoint: bool = False) -> Path:
+def run_one(
+    config: TrainConfig,
+    *,
+    profile: str,
+    results_dir: str | Path = "results",
+    force: bool = False,
+    splits: Splits | None = None,
+    keep_checkpoint: bool = False,
+) -> Path:
     """Train or read back one run stored under ``profile``; its record's path."""
     del splits  # loaded by the sweep
-    [outcome] = run_sweep([Run(profile, config)], results_dir, force=force, keep_checkpoint=keep_checkpoint,
-                          progress=False)
+    [outcome] = run_sweep(
+        [Run(profile, config)], results_dir, force=force, keep_checkpoint=keep_checkpoint, progress=False
+    )
     return outcome.path
 
 
-def run_table1(profile: str = "quick", datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
-               seeds: Sequence[int] | None = None, results_dir: str | Path = "results", force: bool = False,
-               **overrides: Any) -> list[Path]:
+def run_table1(
+    profile: str = "quick",
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    results_dir: str | Path = "results",
+    force: bool = False,
+    **overrides: Any,
+) -> list[Path]:
     """Run (or read back) a profile's Table 1; the record path of every run, in order."""
     runs = profile_runs(profile, datasets, methods, seeds, **overrides)
     return [o.path for o in run_sweep(runs, results_dir, force=force)]

@@ -144,15 +144,20 @@ class TrainConfig:
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("select_metric", self.select_metric, SELECT_METRICS)
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
-                or not 0 <= self.weight_decay < math.inf:
+        if (
+            isinstance(self.weight_decay, bool)
+            or not isinstance(self.weight_decay, (int, float))
+            or not 0 <= self.weight_decay < math.inf
+        ):
             raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
         for name in ("lr", "sampler_lr"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+            ):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; valid backbones: {', '.join(BACKBONES)}")
@@ -181,8 +186,10 @@ class TrainConfig:
     @staticmethod
     def default_dict() -> dict[str, Any]:
         """Every field's default value."""
-        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                for f in dataclasses.fields(TrainConfig)}
+        return {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            for f in dataclasses.fields(TrainConfig)
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -231,12 +238,22 @@ def load_splits(config: TrainConfig) -> Splits:
     options = dict(config.dataset_options)
     seed = options.pop("seed", 0)
     splits = [
-        load_dataset(config.dataset, split, size=config.size, root=config.data_dir,
-                     download=config.download, seed=seed, **options)
+        load_dataset(
+            config.dataset,
+            split,
+            size=config.size,
+            root=config.data_dir,
+            download=config.download,
+            seed=seed,
+            **options,
+        )
         for split in ("train", "val", "test")
     ]
-    return Splits(_cap(splits[0], config.max_train_samples), _cap(splits[1], config.max_eval_samples),
-                  _cap(splits[2], config.max_eval_samples))
+    return Splits(
+        _cap(splits[0], config.max_train_samples),
+        _cap(splits[1], config.max_eval_samples),
+        _cap(splits[2], config.max_eval_samples),
+    )
 
 
 def build_model(config: TrainConfig, num_frames: int, num_classes: int, in_channels: int) -> SubsampledClassifier:
@@ -270,8 +287,9 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: VolumeDataset, *, batch_size: int = 16,
-             device: torch.device | str = "cpu") -> Evaluation:
+def evaluate(
+    model: nn.Module, dataset: VolumeDataset, *, batch_size: int = 16, device: torch.device | str = "cpu"
+) -> Evaluation:
     """Evaluate ``model`` (switched to eval mode: deterministic selection) on all of ``dataset``."""
     device = torch.device(device)
     model.eval()
@@ -328,7 +346,9 @@ class TrainResult:
 def _run_context(config: TrainConfig, device: torch.device) -> Iterator[None]:
     """Fork the global RNG (seeded with ``config.seed``) and apply ``num_threads`` for the run only."""
     previous_threads = torch.get_num_threads()
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(config.seed)
@@ -363,8 +383,10 @@ def resume_differences(config: TrainConfig, stored: dict[str, Any], epochs_done:
     only under a constant learning rate (a schedule depends on it) and never below the epochs done
     (the run would be labelled shorter than it is)."""
     differ = config.differences(stored, RESUMABLE_CHANGES)
-    if "epochs" not in differ and stored.get("epochs") != config.epochs and (
-        config.lr_schedule != "constant" or epochs_done > config.epochs
+    if (
+        "epochs" not in differ
+        and stored.get("epochs") != config.epochs
+        and (config.lr_schedule != "constant" or epochs_done > config.epochs)
     ):
         differ = sorted([*differ, "epochs"])
     return differ
@@ -487,8 +509,9 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         if sampler_params:
             groups.append({"params": sampler_params, "lr": config.resolved_sampler_lr})
         base_lrs = [group["lr"] for group in groups]
-        optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay,
-                                     decoupled_weight_decay=config.weight_decay > 0)
+        optimizer = torch.optim.Adam(
+            groups, weight_decay=config.weight_decay, decoupled_weight_decay=config.weight_decay > 0
+        )
         forward = torch.compile(model) if config.compile else model
         augment = make_augmentation(config.augment)
         weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
@@ -498,7 +521,9 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), 0, -math.inf, 0
         train_s, frames_seen, elapsed_before, epoch = 0.0, 0, 0.0, 0
         if saved is None:
-            first_x, _ = next(iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device))
+            first_x, _ = next(
+                iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device)
+            )
             with _autocast(device):
                 model.init_batchnorm(first_x, generator)
         else:
@@ -514,12 +539,20 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             return config.patience is not None and bad_epochs >= config.patience
 
         if sampler_params and config.sampler_warmup >= config.epochs:
-            warnings.warn(f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
-                          "stays frozen for the whole run", stacklevel=2)
+            warnings.warn(
+                f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
+                "stays frozen for the whole run",
+                stacklevel=2,
+            )
         quiet = _progress_disabled(config)
         drop_last = len(train_set) > config.batch_size  # see train_batches
-        epochs_bar = tqdm(total=config.epochs, initial=min(epoch, config.epochs), desc=f"{config.dataset}/{config.method}",
-                          unit="epoch", disable=quiet)
+        epochs_bar = tqdm(
+            total=config.epochs,
+            initial=min(epoch, config.epochs),
+            desc=f"{config.dataset}/{config.method}",
+            unit="epoch",
+            disable=quiet,
+        )
         while epoch < config.epochs and not stop():
             model.train()
             for parameter in sampler_params:  # frozen during the warm-up; Adam skips them (no grad)
@@ -527,10 +560,17 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * lr_factor(config.lr_schedule, epoch, config.epochs)
             epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-            batches = iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed + epoch,
-                                      device=device, drop_last=drop_last)
-            for x, y in tqdm(batches, total=train_batches(len(train_set), config.batch_size),
-                             desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
+            batches = iterate_batches(
+                train_set, config.batch_size, shuffle=True, seed=config.seed + epoch, device=device, drop_last=drop_last
+            )
+            for x, y in tqdm(
+                batches,
+                total=train_batches(len(train_set), config.batch_size),
+                desc=f"epoch {epoch + 1}",
+                unit="batch",
+                leave=False,
+                disable=quiet,
+            ):
                 if augment is not None:
                     x = augment(x)
                 with _autocast(device):
@@ -556,17 +596,35 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
                 best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), epoch, score, 0
             else:
                 bad_epochs += 1
-            history.append({"epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                            "train_loss": float(loss_sum) / max(seen, 1), "val_loss": val.loss,
-                            **{f"val_{name}": value for name, value in val.metrics.items()}, "train_s": epoch_train_s})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": float(loss_sum) / max(seen, 1),
+                    "val_loss": val.loss,
+                    **{f"val_{name}": value for name, value in val.metrics.items()},
+                    "train_s": epoch_train_s,
+                }
+            )
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, {
-                    "config": config.to_dict(), "epoch": epoch, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "rng": _rng_state(device, generator),
-                    "history": history, "best_state": best_state, "best_epoch": best_epoch,
-                    "best_score": best_score, "bad_epochs": bad_epochs, "train_s": train_s,
-                    "frames_seen": frames_seen, "elapsed_s": elapsed_before + time.perf_counter() - start,
-                })
+                _save_checkpoint(
+                    checkpoint,
+                    {
+                        "config": config.to_dict(),
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(device, generator),
+                        "history": history,
+                        "best_state": best_state,
+                        "best_epoch": best_epoch,
+                        "best_score": best_score,
+                        "bad_epochs": bad_epochs,
+                        "train_s": train_s,
+                        "frames_seen": frames_seen,
+                        "elapsed_s": elapsed_before + time.perf_counter() - start,
+                    },
+                )
             epochs_bar.update(1)
             epochs_bar.set_postfix(val_loss=f"{val.loss:.3f}", best=best_epoch)
         epochs_bar.close()
@@ -589,8 +647,20 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
         "throughput_frames_per_s": frames_seen / train_s if train_s > 0 else float("nan"),
     }
     return TrainResult(
-        config=config, num_frames=num_frames, k=model.sampler.k, metrics=test.metrics, val_metrics=val.metrics,
-        epochs_run=epoch, best_epoch=best_epoch, stopped_early=stop(), history=history, timings=timings,
-        flops_per_volume=flops, selection_histogram=test.histogram(num_frames), device=str(device), threads=threads,
-        test_predictions={"labels": test.labels.tolist(), "probs": test.probs.tolist()}, model=model,
+        config=config,
+        num_frames=num_frames,
+        k=model.sampler.k,
+        metrics=test.metrics,
+        val_metrics=val.metrics,
+        epochs_run=epoch,
+        best_epoch=best_epoch,
+        stopped_early=stop(),
+        history=history,
+        timings=timings,
+        flops_per_volume=flops,
+        selection_histogram=test.histogram(num_frames),
+        device=str(device),
+        threads=threads,
+        test_predictions={"labels": test.labels.tolist(), "probs": test.probs.tolist()},
+        model=model,
     )

@@ -63,8 +63,10 @@ device = torch.device(device)
 train = load_medmnist3d("adrenalmnist3d", "train")
 volumes = train.images[:num_volumes, :, 0].float() / 255  # [N, T, H, W] in [0, 1]
 N, T, H, W = volumes.shape
-print(f"{train.name} {train.split}: {len(train)} volumes of T={train.num_frames} slices, "
-      f"{train.image_size}x{train.image_size} pixels, {train.in_channels} channel")
+print(
+    f"{train.name} {train.split}: {len(train)} volumes of T={train.num_frames} slices, "
+    f"{train.image_size}x{train.image_size} pixels, {train.in_channels} channel"
+)
 print("classes:", dict(enumerate(train.label_names)))
 print("volumes per class:", torch.bincount(train.labels, minlength=train.num_classes).tolist())
 print(f"using the first {N} volumes for the statistics below")
@@ -84,7 +86,7 @@ montage = np.ones((len(shown) * (H + gap), T * (W + gap)))
 for row, index in enumerate(shown):
     for t in range(T):
         y0, x0 = row * (H + gap), t * (W + gap)
-        montage[y0:y0 + H, x0:x0 + W] = volumes[index, t].numpy()
+        montage[y0 : y0 + H, x0 : x0 + W] = volumes[index, t].numpy()
 fig, ax = plt.subplots(figsize=(14, 1.9))
 ax.imshow(montage, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
 ax.set_xticks([t * (W + gap) + W / 2 for t in range(0, T, 3)], [str(t) for t in range(0, T, 3)], fontsize=7)
@@ -135,8 +137,11 @@ glue("d_half", int(np.argmax(rho < 0.5)) + 1 if (rho < 0.5).any() else T, displa
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.plot(range(1, T), rho, "o-", markersize=3)
 ax.axhline(0, color="gray", linewidth=0.8)
-ax.set(xlabel="distance between slices $d$", ylabel="mean correlation $\\rho(d)$",
-       title=f"Slice-to-slice correlation, {N} real volumes")
+ax.set(
+    xlabel="distance between slices $d$",
+    ylabel="mean correlation $\\rho(d)$",
+    title=f"Slice-to-slice correlation, {N} real volumes",
+)
 ax.grid(alpha=0.3)
 plt.show()
 
@@ -165,8 +170,12 @@ empty = (mass == 0).float().mean(1)  # fraction of slices with no foreground at 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"slices for 90% of the foreground: median {n90.median().item()}, range {n90.min().item()}-{n90.max().item()} of {T}")
-print(f"slices for 99% of the foreground: median {n99.median().item()}, range {n99.min().item()}-{n99.max().item()} of {T}")
+print(
+    f"slices for 90% of the foreground: median {n90.median().item()}, range {n90.min().item()}-{n90.max().item()} of {T}"
+)
+print(
+    f"slices for 99% of the foreground: median {n99.median().item()}, range {n99.min().item()}-{n99.max().item()} of {T}"
+)
 print(f"empty slices per volume: mean {empty.mean().item():.1%}")
 glue("n90_median", int(n90.median()), display=False)
 glue("n99_median", int(n99.median()), display=False)
@@ -260,8 +269,11 @@ fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.plot(cost.k, cost.flops_vs_T, "o-", label="FLOPs (counted)")
 ax.plot(cost.k, cost.time_vs_T, "s--", label="wall time (measured)")
 ax.plot([0, T], [0, 1], color="gray", linestyle=":", label="$k/T$")
-ax.set(xlabel="slices seen by the backbone $k$", ylabel="cost relative to all $T$ slices",
-       title="MobileNetV3-Small on k of T = 28 slices")
+ax.set(
+    xlabel="slices seen by the backbone $k$",
+    ylabel="cost relative to all $T$ slices",
+    title="MobileNetV3-Small on k of T = 28 slices",
+)
 ax.legend(frameon=False)
 ax.grid(alpha=0.3)
 plt.show()

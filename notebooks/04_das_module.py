@@ -57,7 +57,6 @@ from das.data import load_dataset, static_miss_probability
 from das.results import checkpoint_path
 from das.samplers import DASSampler
 from das.samplers.features import FIXED_FEATURES, fixed_features, standardise_over_frames
-
 from das.sweep import run_one
 from das.train import TrainConfig, build_model
 
@@ -170,6 +169,7 @@ plt.show()
 # std) are constants. We pool the **raw** features instead; the check below computes both summaries
 # for the two volumes.
 
+
 # %%
 # NBVAL_CHECK_OUTPUT
 def rounded(values: torch.Tensor) -> np.ndarray:
@@ -217,10 +217,18 @@ with torch.no_grad():
 models, records = {}, {}
 for method in ("das", "dps"):
     config = TrainConfig(
-        dataset="adrenalmnist3d", method=method, ratio=0.5, seed=seed, epochs=epochs, patience=None,
-        max_train_samples=max_samples, max_eval_samples=max_eval_samples, device=device,
-        num_threads=num_threads, quiet=True,
-    )  # fmt: skip
+        dataset="adrenalmnist3d",
+        method=method,
+        ratio=0.5,
+        seed=seed,
+        epochs=epochs,
+        patience=None,
+        max_train_samples=max_samples,
+        max_eval_samples=max_eval_samples,
+        device=device,
+        num_threads=num_threads,
+        quiet=True,
+    )
     models[method], records[method] = trained(config, T, test_set.num_classes, C)
 runs = pd.DataFrame.from_dict(
     {
@@ -396,8 +404,11 @@ picked_scores = lambda picks: scores.base.gather(1, picks).sort(dim=1).values  #
 print("evaluation picks, volume 0: ", evaluated.indices[0].tolist())
 print("top-k of a_base:            ", topk_base[0].tolist())
 print("masked row-wise argmax of A:", masked_picks[0].tolist())
-print("same scores kept by all three routes:", torch.equal(picked_scores(evaluated.indices), picked_scores(topk_base))
-      and torch.equal(picked_scores(evaluated.indices), picked_scores(masked_picks)))
+print(
+    "same scores kept by all three routes:",
+    torch.equal(picked_scores(evaluated.indices), picked_scores(topk_base))
+    and torch.equal(picked_scores(evaluated.indices), picked_scores(masked_picks)),
+)
 ties = [len(row) - len(set(row)) for row in scores.base.tolist()]
 print("slices whose score equals another slice's, per volume:", ties)
 
@@ -425,8 +436,10 @@ distinct = {
     for name, sel in draws.items()
 }
 for name, counts in distinct.items():
-    print(f"{name}: distinct slices per draw, mean over draws: "
-          + ", ".join(f"{n} {c.mean():.1f} of {k}" for n, c in zip(("volume 0", "volume 1"), counts)))
+    print(
+        f"{name}: distinct slices per draw, mean over draws: "
+        + ", ".join(f"{n} {c.mean():.1f} of {k}" for n, c in zip(("volume 0", "volume 1"), counts))
+    )
 glue("num_draws", num_draws, display=False)
 glue("distinct_literal", float(distinct["with replacement (paper-literal)"].mean()), display=False)
 
@@ -477,15 +490,23 @@ with torch.no_grad():
 patterns = {m: len({tuple(row) for row in p.tolist()}) for m, p in test_picks.items()}
 blank = test_x.amax(dim=(2, 3, 4)) == 0  # [N, T]: slices with no foreground at all
 blank_kept = {m: 100 * blank.gather(1, p).float().mean().item() for m, p in test_picks.items()}
-print(f"blank slices: {100 * blank.float().mean().item():.1f}% of all test slices; among the slices kept, "
-      + ", ".join(f"{m.upper()} {v:.1f}%" for m, v in blank_kept.items()))
+print(
+    f"blank slices: {100 * blank.float().mean().item():.1f}% of all test slices; among the slices kept, "
+    + ", ".join(f"{m.upper()} {v:.1f}%" for m, v in blank_kept.items())
+)
 fig, ax = plt.subplots(figsize=(10, 2.8))
 for offset, (method, p) in zip((-0.2, 0.2), test_picks.items()):
     frequency = torch.bincount(p.flatten(), minlength=T).numpy() / len(test_set)
-    ax.bar(np.arange(T) + offset, frequency, width=0.4, color=COLORS[method],
-           label=f"{method.upper()}: {patterns[method]} distinct subsets")
-ax.set(xlabel="slice index t", ylabel="fraction of test volumes",
-       title=f"Slices kept on the {len(test_set)} test volumes")
+    ax.bar(
+        np.arange(T) + offset,
+        frequency,
+        width=0.4,
+        color=COLORS[method],
+        label=f"{method.upper()}: {patterns[method]} distinct subsets",
+    )
+ax.set(
+    xlabel="slice index t", ylabel="fraction of test volumes", title=f"Slices kept on the {len(test_set)} test volumes"
+)
 ax.set_xlim(-0.7, T - 0.3)
 ax.legend(frameon=False, loc="upper right", fontsize=8)
 plt.show()
@@ -545,10 +566,18 @@ glue("syn_var_hit", float(capacity.loc["variance", "peak = informative slice (%)
 
 # %%
 syn_config = TrainConfig(
-    dataset="synthetic", method="das", ratio=0.5, seed=seed, epochs=synthetic_epochs, patience=None,
-    max_train_samples=synthetic_samples, max_eval_samples=synthetic_samples, device=device,
-    num_threads=num_threads, quiet=True,
-)  # fmt: skip
+    dataset="synthetic",
+    method="das",
+    ratio=0.5,
+    seed=seed,
+    epochs=synthetic_epochs,
+    patience=None,
+    max_train_samples=synthetic_samples,
+    max_eval_samples=synthetic_samples,
+    device=device,
+    num_threads=num_threads,
+    quiet=True,
+)
 syn_model, syn_record = trained(syn_config, syn_test.num_frames, syn_test.num_classes, syn_test.in_channels)
 syn_sampler = syn_model.sampler
 with torch.no_grad():
@@ -565,8 +594,10 @@ glue("syn_verdict", Markdown(verdict), display=False)
 glue("syn_epochs", syn_record["epochs_run"], display=False)
 glue("syn_train_n", synthetic_samples, display=False)
 glue("syn_bacc", syn_bacc, display=False)
-print(f"informative slice among DAS's {syn_sampler.k} picks: {hits:.1f}% of the {len(syn_test)} test volumes "
-      f"(any static choice: {static_hits:.0f}%); test balanced accuracy {syn_bacc:.1f}%")
+print(
+    f"informative slice among DAS's {syn_sampler.k} picks: {hits:.1f}% of the {len(syn_test)} test volumes "
+    f"(any static choice: {static_hits:.0f}%); test balanced accuracy {syn_bacc:.1f}%"
+)
 
 # %%
 v = int(rng.integers(len(syn_test)))
@@ -574,13 +605,25 @@ where = int(informative[v].nonzero()[0, 0])
 fig, (ax_img, ax_score) = plt.subplots(2, 1, figsize=(13, 3.8), height_ratios=[1.2, 1])
 ax_img.imshow(strip(syn_x[v], set(syn_picks[v].tolist())))
 ax_img.set_axis_off()
-ax_img.set_title(f"SYNTHETIC benchmark volume #{v} (label {syn_test.label_names[int(syn_test.labels[v])]}): "
-                 f"informative slice {where} (red arrow); DAS keeps the framed slices", fontsize=9, loc="left")
+ax_img.set_title(
+    f"SYNTHETIC benchmark volume #{v} (label {syn_test.label_names[int(syn_test.labels[v])]}): "
+    f"informative slice {where} (red arrow); DAS keeps the framed slices",
+    fontsize=9,
+    loc="left",
+)
 tile = syn_x.shape[-1] + 2
-ax_img.annotate("", xy=(2 + where * tile + tile / 2, tile + 2), xytext=(2 + where * tile + tile / 2, tile + 14),
-                arrowprops={"color": "red", "width": 2, "headwidth": 7}, annotation_clip=False)
-ax_score.bar(range(syn_test.num_frames), syn_scores.base[v].numpy(),
-             color=["tab:red" if t == where else "tab:gray" for t in range(syn_test.num_frames)])
+ax_img.annotate(
+    "",
+    xy=(2 + where * tile + tile / 2, tile + 2),
+    xytext=(2 + where * tile + tile / 2, tile + 14),
+    arrowprops={"color": "red", "width": 2, "headwidth": 7},
+    annotation_clip=False,
+)
+ax_score.bar(
+    range(syn_test.num_frames),
+    syn_scores.base[v].numpy(),
+    color=["tab:red" if t == where else "tab:gray" for t in range(syn_test.num_frames)],
+)
 ax_score.set(xlabel="slice index t", ylabel="$a_{base}$ (red: informative)")
 ax_score.set_xlim(-0.5, syn_test.num_frames - 0.5)
 fig.tight_layout()

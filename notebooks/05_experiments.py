@@ -43,12 +43,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from das.book import ROOT, glue
 from das.data import load_dataset, static_accuracy_bound, static_miss_probability
-from das.profiles import PROFILES, get_profile
+from das.profiles import PROFILES
 from das.results import METHOD_ORDER, format_summary, load_runs, result_path, write_summary
 from das.sweep import run_table1, table1_configs
 
@@ -78,10 +77,16 @@ COLORS = dict(zip(METHOD_ORDER, ["tab:gray", "tab:olive", "tab:green", "tab:blue
 
 # %%
 overrides = dict(
-    epochs=epochs, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples,
-    device=device, num_threads=num_threads, quiet=True,
-)  # fmt: skip
+    epochs=epochs,
+    max_train_samples=max_train_samples,
+    max_eval_samples=max_eval_samples,
+    device=device,
+    num_threads=num_threads,
+    quiet=True,
+)
 wanted = table1_configs(sweep_profile, datasets, methods, seeds, **overrides)
+
+
 # The sweep reads back a stored run of the same settings and redoes one of other settings; a JSON
 # that is new or rewritten afterwards was trained by this execution.
 def stamp(path: Path) -> int | None:
@@ -97,28 +102,40 @@ by_path = {Path(run["path"]).resolve(): run for run in runs}
 listing = []
 for i, (config, path) in enumerate(zip(wanted, paths)):
     run = by_path[Path(path).resolve()]
-    listing.append({
-        "dataset": config.dataset, "method": config.method, "seed": config.seed,
-        "epochs": run["epochs_run"],
-        "train volumes": run["config"]["max_train_samples"] or "all",
-        "test volumes": run["config"]["max_eval_samples"] or "all",
-        "lr": run["config"]["lr"],
-        "sampler options": ", ".join(f"{k}={v}" for k, v in run["config"]["sampler_options"].items()),
-        "device": run["device"],
-        "wall time (s)": round(run["timings"]["wall_s"], 1),
-        "this run": "read back" if before[i] == stamp(Path(path)) else "trained now",
-    })  # fmt: skip
+    listing.append(
+        {
+            "dataset": config.dataset,
+            "method": config.method,
+            "seed": config.seed,
+            "epochs": run["epochs_run"],
+            "train volumes": run["config"]["max_train_samples"] or "all",
+            "test volumes": run["config"]["max_eval_samples"] or "all",
+            "lr": run["config"]["lr"],
+            "sampler options": ", ".join(f"{k}={v}" for k, v in run["config"]["sampler_options"].items()),
+            "device": run["device"],
+            "wall time (s)": round(run["timings"]["wall_s"], 1),
+            "this run": "read back" if before[i] == stamp(Path(path)) else "trained now",
+        }
+    )
 listing = pd.DataFrame(listing)
 display(listing)
 
 # %%
 epochs_by_dataset = listing.groupby("dataset", sort=False)["epochs"].agg(lambda e: "/".join(map(str, sorted(set(e)))))
-glue("profile", Markdown(f"`{profile}`" + ("" if profile == sweep_profile else f" (the `{sweep_profile}` sweep, shrunk)")))
+glue(
+    "profile",
+    Markdown(f"`{profile}`" + ("" if profile == sweep_profile else f" (the `{sweep_profile}` sweep, shrunk)")),
+)
 glue("epochs_text", Markdown(", ".join(f"{e} on {d}" for d, e in epochs_by_dataset.items())))
 glue("n_seeds", int(listing.groupby(["dataset", "method"])["seed"].nunique().max()))
 glue("n_runs", len(listing))
 glue("n_trained", int((listing["this run"] == "trained now").sum()))
-glue("store", Markdown(f"`{(store / sweep_profile).relative_to(ROOT) if (store / sweep_profile).is_relative_to(ROOT) else store / sweep_profile}`"))
+glue(
+    "store",
+    Markdown(
+        f"`{(store / sweep_profile).relative_to(ROOT) if (store / sweep_profile).is_relative_to(ROOT) else store / sweep_profile}`"
+    ),
+)
 glue("wall_total", float(listing["wall time (s)"].sum()))
 
 # %% [markdown]
@@ -174,7 +191,9 @@ else:
     kept[np.linspace(0, T_syn - 1, k_syn).round().astype(int)] = True  # a fixed pattern of k slices
     missed = ~kept[informative].any(axis=1)
     print(f"T = {T_syn}, k = {k_syn}, m = {m_syn}, C = {C_syn}")
-    print(f"p_miss analytic {static_miss_probability(T_syn, k_syn, m_syn):.4f}, simulated {missed.mean():.4f} ({draws} draws)")
+    print(
+        f"p_miss analytic {static_miss_probability(T_syn, k_syn, m_syn):.4f}, simulated {missed.mean():.4f} ({draws} draws)"
+    )
     print(f"static ceiling on accuracy: {ceiling:.4f}")
     glue("ceiling", 100 * ceiling)
     glue("p_miss", 100 * static_miss_probability(T_syn, k_syn, m_syn))
@@ -194,11 +213,15 @@ else:
 # as recovered from the paper's Table 1; MedMNIST v2 (Yang et al., Sci. Data 2023): test AUC and
 # accuracy at 28^3.
 PAPER = [  # dataset, method, balanced accuracy, AUC
-    ("organmnist3d", "das", 0.581, 0.931), ("organmnist3d", "adps", 0.573, 0.928),
-    ("nodulemnist3d", "das", 0.758, 0.799), ("nodulemnist3d", "adps", 0.758, 0.782),
-    ("vesselmnist3d", "das", 0.829, 0.752), ("vesselmnist3d", "adps", 0.807, 0.739),
-    ("gastric antrum (in-house)", "das", 0.341, 0.639), ("gastric antrum (in-house)", "full", 0.301, 0.611),
-]  # fmt: skip
+    ("organmnist3d", "das", 0.581, 0.931),
+    ("organmnist3d", "adps", 0.573, 0.928),
+    ("nodulemnist3d", "das", 0.758, 0.799),
+    ("nodulemnist3d", "adps", 0.758, 0.782),
+    ("vesselmnist3d", "das", 0.829, 0.752),
+    ("vesselmnist3d", "adps", 0.807, 0.739),
+    ("gastric antrum (in-house)", "das", 0.341, 0.639),
+    ("gastric antrum (in-house)", "full", 0.301, 0.611),
+]
 MEDMNIST = {  # dataset: {model: (AUC, accuracy)}
     "organmnist3d": {"ResNet-18+3D": (0.996, 0.907), "ResNet-18+2.5D": (0.977, 0.788)},
     "nodulemnist3d": {"ResNet-18+3D": (0.863, 0.844), "ResNet-18+2.5D": (0.838, 0.835)},
@@ -208,30 +231,61 @@ MEDMNIST = {  # dataset: {model: (AUC, accuracy)}
     "synapsemnist3d": {"ResNet-18+3D": (0.820, 0.745), "ResNet-18+2.5D": (0.634, 0.696)},
 }
 published = pd.DataFrame(
-    [{"dataset": d, "method / model": m, "source": "DAS paper (published)", "balanced acc. (%)": 100 * b,
-      "AUC": a, "accuracy (%)": np.nan} for d, m, b, a in PAPER]
-    + [{"dataset": d, "method / model": model, "source": "MedMNIST v2 (published)", "balanced acc. (%)": np.nan,
-        "AUC": a, "accuracy (%)": 100 * acc} for d, models in MEDMNIST.items() for model, (a, acc) in models.items()]
-)  # fmt: skip
+    [
+        {
+            "dataset": d,
+            "method / model": m,
+            "source": "DAS paper (published)",
+            "balanced acc. (%)": 100 * b,
+            "AUC": a,
+            "accuracy (%)": np.nan,
+        }
+        for d, m, b, a in PAPER
+    ]
+    + [
+        {
+            "dataset": d,
+            "method / model": model,
+            "source": "MedMNIST v2 (published)",
+            "balanced acc. (%)": np.nan,
+            "AUC": a,
+            "accuracy (%)": 100 * acc,
+        }
+        for d, models in MEDMNIST.items()
+        for model, (a, acc) in models.items()
+    ]
+)
 
 data_names = list(dict.fromkeys(table["dataset"]))
 fig, axes = plt.subplots(len(data_names), 2, figsize=(11, 3.2 * len(data_names)), squeeze=False)
 for row, name in enumerate(data_names):
     rows = table[table["dataset"] == name]
     x = np.arange(len(rows))
-    for col, (metric, label, scale) in enumerate((("balanced_accuracy", "balanced accuracy (%)", 100), ("auc", "AUC", 1))):
+    for col, (metric, label, scale) in enumerate(
+        (("balanced_accuracy", "balanced accuracy (%)", 100), ("auc", "AUC", 1))
+    ):
         ax = axes[row, col]
         means, stds = rows[f"{metric}_mean"].to_numpy(float) * scale, rows[f"{metric}_std"].to_numpy(float) * scale
-        ax.bar(x, means, yerr=None if np.isnan(stds).all() else np.nan_to_num(stds), capsize=4, color=[COLORS.get(m, "tab:gray") for m in rows["method"]])
+        ax.bar(
+            x,
+            means,
+            yerr=None if np.isnan(stds).all() else np.nan_to_num(stds),
+            capsize=4,
+            color=[COLORS.get(m, "tab:gray") for m in rows["method"]],
+        )
         for xi, mean in zip(x, means):
             if np.isfinite(mean):
-                ax.text(xi, mean, f"{mean:.1f}" if scale == 100 else f"{mean:.3f}", ha="center", va="bottom", fontsize=8)
+                ax.text(
+                    xi, mean, f"{mean:.1f}" if scale == 100 else f"{mean:.3f}", ha="center", va="bottom", fontsize=8
+                )
         if name == "synthetic" and ceiling is not None and metric == "balanced_accuracy":
             ax.axhline(100 * ceiling, color="k", ls="--", lw=1, label=f"static ceiling {100 * ceiling:.1f}%")
             ax.axhline(100 / C_syn, color="k", ls=":", lw=1, label=f"chance {100 / C_syn:.0f}%")
             ax.legend(frameon=False, fontsize=8, loc="lower right")
         if metric == "auc" and name in MEDMNIST:
-            ax.axhline(MEDMNIST[name]["ResNet-18+3D"][0], color="k", ls=":", lw=1, label="MedMNIST ResNet-18+3D (published)")
+            ax.axhline(
+                MEDMNIST[name]["ResNet-18+3D"][0], color="k", ls=":", lw=1, label="MedMNIST ResNet-18+3D (published)"
+            )
             ax.legend(frameon=False, fontsize=8, loc="lower right")
         ax.set_xticks(x, rows["method"])
         ax.set_ylim(0, 105 if scale == 100 else 1.05)
@@ -252,10 +306,14 @@ plt.show()
 
 # %%
 ours = table.assign(
-    **{"method / model": table["method"], "source": f"run here ({profile})",
-       "balanced acc. (%)": 100 * table["balanced_accuracy_mean"], "AUC": table["auc_mean"],
-       "accuracy (%)": 100 * table["accuracy_mean"]}
-)[["dataset", "method / model", "source", "balanced acc. (%)", "AUC", "accuracy (%)"]]  # fmt: skip
+    **{
+        "method / model": table["method"],
+        "source": f"run here ({profile})",
+        "balanced acc. (%)": 100 * table["balanced_accuracy_mean"],
+        "AUC": table["auc_mean"],
+        "accuracy (%)": 100 * table["accuracy_mean"],
+    }
+)[["dataset", "method / model", "source", "balanced acc. (%)", "AUC", "accuracy (%)"]]
 side = pd.concat([ours, published[published["dataset"].isin(data_names)]], ignore_index=True)
 display(formatted(side).set_index(["dataset", "method / model"]))
 
@@ -274,6 +332,7 @@ print(formatted(published).set_index(["dataset", "method / model"]).to_string())
 # and DPS {glue:md}`syn_dps`, of the full sequence {glue:md}`syn_full` (mean over seeds; chance is
 # 25% with four classes). The static ceiling is {glue:md}`syn_ceiling`. Verdict for this run:
 # {glue:md}`syn_verdict`.
+
 
 # %%
 def quoted(dataset: str, method: str) -> str:
@@ -327,8 +386,9 @@ for run in runs:
     per_run.setdefault((run["dataset"], run["method"]), []).append(100 * counts / volumes)
 histograms = {key: np.mean(shares, axis=0) for key, shares in per_run.items()}  # mean over seeds
 present = [m for m in METHOD_ORDER if any((d, m) in histograms for d in data_names)]
-fig, axes = plt.subplots(len(data_names), len(present), figsize=(2.3 * len(present), 2.3 * len(data_names)),
-                         squeeze=False, sharey=True)  # fmt: skip
+fig, axes = plt.subplots(
+    len(data_names), len(present), figsize=(2.3 * len(present), 2.3 * len(data_names)), squeeze=False, sharey=True
+)
 for row, name in enumerate(data_names):
     for col, method in enumerate(present):
         ax = axes[row, col]

@@ -78,10 +78,13 @@ from das.train import TrainConfig, build_model, load_splits
 sweep_profile = get_profile(profile if profile in PROFILES else "quick")
 root = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
 DEFAULTS = {  # DAS's options as the profile runs it: a variant's name lists only what differs
-    **{name: p.default for name, p in inspect.signature(DASSampler.__init__).parameters.items()
-       if p.default is not inspect.Parameter.empty},
+    **{
+        name: p.default
+        for name, p in inspect.signature(DASSampler.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    },
     **sweep_profile.sampler_options.get("das", {}),
-}  # fmt: skip
+}
 COLORS = {"full": "tab:gray", "uniform": "tab:green", "dps": "tab:blue", "das": "tab:orange"}
 
 
@@ -99,10 +102,18 @@ def store_profile(variant: str) -> str:
 def config_for(dataset: str, method: str, ratio: float, options: dict, run_seed: int) -> TrainConfig:
     """The profile's settings for ``dataset``, then this chapter's knobs, then the variant."""
     return sweep_profile.config(
-        dataset, method, run_seed, ratio=ratio, sampler_options=dict(options), epochs=epochs,
-        max_train_samples=max_samples, max_eval_samples=max_eval_samples, device=device,
-        num_threads=num_threads, quiet=True,
-    )  # fmt: skip
+        dataset,
+        method,
+        run_seed,
+        ratio=ratio,
+        sampler_options=dict(options),
+        epochs=epochs,
+        max_train_samples=max_samples,
+        max_eval_samples=max_eval_samples,
+        device=device,
+        num_threads=num_threads,
+        quiet=True,
+    )
 
 
 def run(config: TrainConfig, variant: str, splits, keep: bool = False) -> dict:
@@ -147,11 +158,19 @@ TOGGLES = {  # label -> options; our defaults first
 toggle_variants = {label: add("das", 0.5, options) for label, options in TOGGLES.items()}
 curve = {m: [(r, add(m, r)) for r in ratios] for m in ratio_methods}
 full_variant = add("full", 1.0)
-display(pd.DataFrame(
-    [{"variant folder": key.rsplit("/", 1)[0], "method": m, "ratio": r,
-      "options": ", ".join(f"{k}={v}" for k, v in o.items() if DEFAULTS.get(k) != v) or "(defaults)"}
-     for key, (m, r, o) in plan.items()]
-))  # fmt: skip
+display(
+    pd.DataFrame(
+        [
+            {
+                "variant folder": key.rsplit("/", 1)[0],
+                "method": m,
+                "ratio": r,
+                "options": ", ".join(f"{k}={v}" for k, v in o.items() if DEFAULTS.get(k) != v) or "(defaults)",
+            }
+            for key, (m, r, o) in plan.items()
+        ]
+    )
+)
 glue("n_variants", len(plan))
 glue("n_runs", len(plan) * len(seeds) * len(datasets))
 
@@ -170,8 +189,10 @@ for dataset in datasets:
     splits = load_splits(config_for(dataset, "das", 0.5, {}, seeds[0]))
     if splits.test.informative is not None:
         informative_slices[dataset] = (
-            splits.test.num_frames, int(splits.test.informative[0].sum()), splits.test.num_classes
-        )  # fmt: skip
+            splits.test.num_frames,
+            int(splits.test.informative[0].sum()),
+            splits.test.num_classes,
+        )
     for key, (method, ratio, options) in plan.items():
         variant = key.rsplit("/", 1)[0]
         for run_seed in seeds:
@@ -179,11 +200,20 @@ for dataset in datasets:
             record = run(config, variant, splits, keep=method == "das" and variant in keep_variants)
             records.append({**record, "variant": variant})
 base = config_for(datasets[0], "das", 0.5, {}, seeds[0])
-settings = pd.DataFrame([{
-    "datasets": ", ".join(datasets), "seeds": ", ".join(map(str, seeds)),
-    "epochs": base.epochs, "patience": base.patience, "lr": base.lr, "sampler lr": base.resolved_sampler_lr,
-    "train volumes": base.max_train_samples or "all", "val/test volumes": base.max_eval_samples or "all",
-}]).T.rename(columns={0: "value"})  # fmt: skip
+settings = pd.DataFrame(
+    [
+        {
+            "datasets": ", ".join(datasets),
+            "seeds": ", ".join(map(str, seeds)),
+            "epochs": base.epochs,
+            "patience": base.patience,
+            "lr": base.lr,
+            "sampler lr": base.resolved_sampler_lr,
+            "train volumes": base.max_train_samples or "all",
+            "val/test volumes": base.max_eval_samples or "all",
+        }
+    ]
+).T.rename(columns={0: "value"})
 display(settings)
 seconds = pd.Series([r["timings"]["wall_s"] for r in records])
 glue("n_runs_per_variant", len(seeds) * len(datasets))
@@ -199,6 +229,7 @@ glue("devices", Markdown(", ".join(sorted({f"`{r['device']}`" for r in records})
 #
 # ## All variants
 
+
 # %%
 def variant_summary(variant: str, method: str) -> pd.DataFrame:
     """das.results.summary of one variant folder, restricted to ``method`` (all datasets)."""
@@ -207,10 +238,14 @@ def variant_summary(variant: str, method: str) -> pd.DataFrame:
 
 
 rows = []
-for key, (method, ratio, options) in plan.items():
+for key, (method, _ratio, _options) in plan.items():
     rows.append(variant_summary(key.rsplit("/", 1)[0], method))
 results = pd.concat(rows, ignore_index=True)
-shown = format_summary(results).assign(variant=results["variant"], k=results["k"]).set_index(["dataset", "variant", "method"])
+shown = (
+    format_summary(results)
+    .assign(variant=results["variant"], k=results["k"])
+    .set_index(["dataset", "variant", "method"])
+)
 display(shown)
 
 
@@ -257,9 +292,14 @@ fig.tight_layout()
 plt.show()
 for axis, points in AXES.items():
     tag = axis.split()[0]
-    glue(f"{tag}_list", Markdown("; ".join(
-        f"{axis.split()[-1]} = {value:g}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for value, v in points
-    )))  # fmt: skip
+    glue(
+        f"{tag}_list",
+        Markdown(
+            "; ".join(
+                f"{axis.split()[-1]} = {value:g}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for value, v in points
+            )
+        ),
+    )
 
 # %% [markdown]
 # Balanced accuracy of DAS on {glue:md}`first_dataset` against the number of heads:
@@ -280,8 +320,15 @@ for col, dataset in enumerate(datasets):
     ax = axes[0, col]
     for method, points in curve.items():
         values = np.array([metric(v, method, dataset) for _, v in points]) * 100
-        ax.errorbar([r for r, _ in points], values[:, 0], yerr=spread(values[:, 1]), fmt="o-", capsize=4,
-                    color=COLORS.get(method), label=method)  # fmt: skip
+        ax.errorbar(
+            [r for r, _ in points],
+            values[:, 0],
+            yerr=spread(values[:, 1]),
+            fmt="o-",
+            capsize=4,
+            color=COLORS.get(method),
+            label=method,
+        )
     full_mean, full_std = metric(full_variant, "full", dataset)
     ax.axhline(100 * full_mean, color=COLORS["full"], lw=1.5, label=f"full sequence ({100 * full_mean:.1f}%)")
     if dataset in informative_slices:
@@ -297,10 +344,18 @@ for col, dataset in enumerate(datasets):
 fig.tight_layout()
 plt.show()
 glue("first_dataset", Markdown(datasets[0]))
-glue("ratio_list", Markdown("; ".join(
-    f"{r:g}: " + ", ".join(f"{m} {100 * metric(v, m, datasets[0])[0]:.1f}%" for m, pts in curve.items() for rr, v in pts if rr == r)
-    for r in ratios
-)))  # fmt: skip
+glue(
+    "ratio_list",
+    Markdown(
+        "; ".join(
+            f"{r:g}: "
+            + ", ".join(
+                f"{m} {100 * metric(v, m, datasets[0])[0]:.1f}%" for m, pts in curve.items() for rr, v in pts if rr == r
+            )
+            for r in ratios
+        )
+    ),
+)
 glue("full_bacc", 100 * metric(full_variant, "full", datasets[0])[0])
 
 # %% [markdown]
@@ -329,8 +384,13 @@ for row, dataset in enumerate(datasets):
     for col, (name, label) in enumerate(panels):
         ax = axes[row, col]
         values = np.array([metric(v, "das", dataset, name) for v in toggle_variants.values()]) * 100
-        ax.barh(range(len(labels)), values[:, 0], xerr=spread(values[:, 1]), capsize=4,
-                color=["tab:orange"] + ["tab:gray"] * (len(labels) - 1))  # fmt: skip
+        ax.barh(
+            range(len(labels)),
+            values[:, 0],
+            xerr=spread(values[:, 1]),
+            capsize=4,
+            color=["tab:orange"] + ["tab:gray"] * (len(labels) - 1),
+        )
         for y, value in enumerate(values[:, 0]):
             ax.text(value, y, f" {value:.1f}", va="center", fontsize=8)
         ax.set_yticks(range(len(labels)), labels if col == 0 else [])
@@ -341,9 +401,12 @@ for row, dataset in enumerate(datasets):
         axes[row, 1].set_axis_off()
 fig.tight_layout()
 plt.show()
-glue("toggle_list", Markdown("; ".join(
-    f"{label}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for label, v in toggle_variants.items()
-)))  # fmt: skip
+glue(
+    "toggle_list",
+    Markdown(
+        "; ".join(f"{label}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for label, v in toggle_variants.items())
+    ),
+)
 
 # %% [markdown]
 # Balanced accuracy on {glue:md}`first_dataset`: {glue:md}`toggle_list`.
@@ -356,6 +419,7 @@ glue("toggle_list", Markdown("; ".join(
 # base scores, $k$ distinct slices by construction); training is. Below, the share of the $k$ picks
 # per volume that repeat an earlier pick of the same volume, over the training volumes in training
 # mode (Gumbel draws seeded by `seed`), at initialisation and with the trained weights of the run.
+
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -382,12 +446,21 @@ for dataset in datasets[:1]:
             torch.manual_seed(config.seed)  # the trainer's initialisation
             model = build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
         initial = duplicate_share(model.sampler, splits.train, torch.Generator().manual_seed(seed))
-        state = torch.load(checkpoint_path(root, store_profile(variant), dataset, "das", config.seed),
-                           map_location="cpu", weights_only=False)["best_state"]  # fmt: skip
+        state = torch.load(
+            checkpoint_path(root, store_profile(variant), dataset, "das", config.seed),
+            map_location="cpu",
+            weights_only=False,
+        )["best_state"]
         model.load_state_dict(state)
         trained = duplicate_share(model.sampler, splits.train, torch.Generator().manual_seed(seed))
-        dup_rows.append({"dataset": dataset, "variant": label, "at initialisation (%)": round(100 * initial, 1),
-                         "trained (%)": round(100 * trained, 1)})  # fmt: skip
+        dup_rows.append(
+            {
+                "dataset": dataset,
+                "variant": label,
+                "at initialisation (%)": round(100 * initial, 1),
+                "trained (%)": round(100 * trained, 1),
+            }
+        )
 duplicates = pd.DataFrame(dup_rows).set_index(["dataset", "variant"])
 print(duplicates[["at initialisation (%)"]].to_string())
 literal = (datasets[0], "with replacement (paper-literal)")

@@ -334,14 +334,31 @@ if not (reuse and stored is not None and projection_is_current(stored)):
     project_runs(runs, project_steps, profile=project_profile, out_dir=out_dir)
 projection = json.loads(projection_file.read_text())  # the figures below come from this file
 projected = pd.DataFrame(projection["runs"]).assign(hours=lambda runs: runs["run_s"] / 3600)
-print(f"{projection['environment']['device']} | torch {projection['environment']['torch']} | "
-      f"{projection['environment']['threads']} threads")
-print(projected.groupby("method", sort=False).agg(
-    step_s=("step_s", "first"), train_frames_per_s=("train_frames_per_s", "first"), hours=("hours", "sum"),
-).round(3).to_string())
-print(projected.groupby("dataset", sort=False).agg(
-    train_volumes=("train", "first"), epochs=("epochs", "first"), runs=("seed", "size"), hours=("hours", "sum"),
-).round(2).to_string())
+print(
+    f"{projection['environment']['device']} | torch {projection['environment']['torch']} | "
+    f"{projection['environment']['threads']} threads"
+)
+print(
+    projected.groupby("method", sort=False)
+    .agg(
+        step_s=("step_s", "first"),
+        train_frames_per_s=("train_frames_per_s", "first"),
+        hours=("hours", "sum"),
+    )
+    .round(3)
+    .to_string()
+)
+print(
+    projected.groupby("dataset", sort=False)
+    .agg(
+        train_volumes=("train", "first"),
+        epochs=("epochs", "first"),
+        runs=("seed", "size"),
+        hours=("hours", "sum"),
+    )
+    .round(2)
+    .to_string()
+)
 per_method = projected.groupby("method", sort=False)["run_s"].sum()
 glue("cmp_project_profile", project_profile)
 glue("cmp_project_steps", project_steps)
@@ -366,24 +383,36 @@ glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_
 # %%
 gpu_dir = ROOT / "measurements" / "gpu"
 gpu = json.loads((gpu_dir / "bench.json").read_text())
-print(f"{gpu['environment']['device']} | torch {gpu['environment']['torch']} | {features_label(gpu)} | "
-      f"read from {(gpu_dir / 'bench.json').relative_to(ROOT)}")
+print(
+    f"{gpu['environment']['device']} | torch {gpu['environment']['torch']} | {features_label(gpu)} | "
+    f"read from {(gpu_dir / 'bench.json').relative_to(ROOT)}"
+)
 gpu_rows = pd.DataFrame(gpu["inference"])
 gpu_full = gpu_rows[gpu_rows["method"] == "full"].set_index("size")
 print("full model, ms per volume:", gpu_full["ms_per_volume"].round(3).to_dict())
 print("time against the full model:")
-print(gpu_rows[gpu_rows["method"] != "full"]
-      .pivot_table(index="method", columns=["size", "ratio"], values="time_ratio_to_full", sort=False)
-      .round(3).to_string())
+print(
+    gpu_rows[gpu_rows["method"] != "full"]
+    .pivot_table(index="method", columns=["size", "ratio"], values="time_ratio_to_full", sort=False)
+    .round(3)
+    .to_string()
+)
 gpu_das = gpu_rows[gpu_rows["method"] == "das"].set_index(["size", "ratio"])
 gpu_training = pd.DataFrame(gpu["training"]).set_index("method")
 gpu_volumes_per_s = gpu_training["frames_per_second"] / gpu_training["k"]
-gpu_runs = pd.DataFrame([
-    {"method": run["method"], "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"],
-     "s_per_epoch": run["timings"]["train_s"] / run["epochs_run"],
-     "frames_per_s": run["timings"]["throughput_frames_per_s"], "wall_s": run["timings"]["wall_s"]}
-    for run in (json.loads(path.read_text()) for path in sorted((gpu_dir / "table1").rglob("seed*.json")))
-])
+gpu_runs = pd.DataFrame(
+    [
+        {
+            "method": run["method"],
+            "epochs_run": run["epochs_run"],
+            "best_epoch": run["best_epoch"],
+            "s_per_epoch": run["timings"]["train_s"] / run["epochs_run"],
+            "frames_per_s": run["timings"]["throughput_frames_per_s"],
+            "wall_s": run["timings"]["wall_s"],
+        }
+        for run in (json.loads(path.read_text()) for path in sorted((gpu_dir / "table1").rglob("seed*.json")))
+    ]
+)
 print(gpu_runs.round(2).to_string(index=False))
 gpu_projection = json.loads((gpu_dir / "projection-paper.json").read_text())
 glue("gpu_device", gpu["environment"]["device"])

@@ -47,7 +47,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -58,14 +57,19 @@ from das.data import load_busv, load_dataset, load_pydicom_cine, make_synthetic_
 from das.data.ultrasound import resample_indices
 from das.results import checkpoint_path, format_summary, result_path, summary
 from das.samplers import make_sampler
-
 from das.sweep import run_one
 from das.train import TrainConfig, build_model, load_splits
 
 torch.set_num_threads(num_threads)
 store = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
-COLORS = {"full": "tab:gray", "random": "tab:olive", "uniform": "tab:green", "dps": "tab:blue",
-          "adps": "tab:purple", "das": "tab:orange"}  # fmt: skip
+COLORS = {
+    "full": "tab:gray",
+    "random": "tab:olive",
+    "uniform": "tab:green",
+    "dps": "tab:blue",
+    "adps": "tab:purple",
+    "das": "tab:orange",
+}
 
 
 def run(config: TrainConfig, splits, keep: bool) -> Path:
@@ -75,8 +79,9 @@ def run(config: TrainConfig, splits, keep: bool) -> Path:
     return run_one(config, profile=profile, results_dir=store, splits=splits, keep_checkpoint=keep)
 
 
-def filmstrip(frames: torch.Tensor, picked, columns: int, title: str, labels=None, color: str = "tab:orange",
-              fade: bool = True) -> None:
+def filmstrip(
+    frames: torch.Tensor, picked, columns: int, title: str, labels=None, color: str = "tab:orange", fade: bool = True
+) -> None:
     """Frames ``[T, 1, H, W]`` in rows of ``columns``; picked frames framed in ``color``, the others
     faded (``fade``) or shown as they are."""
     rows = -(-len(frames) // columns)
@@ -130,21 +135,32 @@ demo = load_busv(demo_root, num_frames=num_frames, image_size=image_size)
 print("layout:", *sorted(str(p.relative_to(demo_root)) for p in demo_root.glob("rawframes/*/*")), sep="\n  ")
 print(demo)
 print("labels:", demo.labels.tolist(), "=", demo.label_names)
-for (label, counts) in lengths.items():
+for label, counts in lengths.items():
     for count in counts:
         print(f"{label} video of {count:>2} PNGs -> frames {(resample_indices(count, num_frames) + 1).tolist()}")
 
 # %%
 if busv_root is None:
-    filmstrip(demo[1][0], set(range(num_frames)), 16, "Layout demo (SYNTHETIC frames): the 9-frame video read back as "
-              f"{num_frames} frames; labels are the PNG numbers, repeated where the video is short",
-              labels=(resample_indices(9, num_frames) + 1).tolist(), color="tab:gray")
+    filmstrip(
+        demo[1][0],
+        set(range(num_frames)),
+        16,
+        "Layout demo (SYNTHETIC frames): the 9-frame video read back as "
+        f"{num_frames} frames; labels are the PNG numbers, repeated where the video is short",
+        labels=(resample_indices(9, num_frames) + 1).tolist(),
+        color="tab:gray",
+    )
 else:
     busv = load_busv(busv_root, num_frames=num_frames, image_size=image_size)
     print(busv)
     print("videos per class:", dict(zip(busv.label_names, torch.bincount(busv.labels).tolist())))
-    filmstrip(busv[0][0], set(range(num_frames)), 16, f"BUSV (real) video 0, {busv.label_names[int(busv.labels[0])]}",
-              color="tab:gray")
+    filmstrip(
+        busv[0][0],
+        set(range(num_frames)),
+        16,
+        f"BUSV (real) video 0, {busv.label_names[int(busv.labels[0])]}",
+        color="tab:gray",
+    )
 demo_dir.cleanup()
 
 # %% [markdown]
@@ -161,9 +177,15 @@ demo_dir.cleanup()
 example = load_dataset("synthetic_ultrasound", "test", size=64, num_samples=8, seed=seed)
 shown = int(example.informative.sum(1).argmax())
 x_example = example[shown][0]
-filmstrip(x_example, set(example.informative[shown].nonzero().flatten().tolist()), 8,
-          f"SYNTHETIC ultrasound video, label: {example.label_names[int(example.labels[shown])]}; framed in red: "
-          "the frames that show the lesion (ground truth of the generator)", color="tab:red", fade=False)
+filmstrip(
+    x_example,
+    set(example.informative[shown].nonzero().flatten().tolist()),
+    8,
+    f"SYNTHETIC ultrasound video, label: {example.label_names[int(example.labels[shown])]}; framed in red: "
+    "the frames that show the lesion (ground truth of the generator)",
+    color="tab:red",
+    fade=False,
+)
 
 # %% [markdown]
 # Every method of the parameters cell is trained with the project's trainer on these videos at
@@ -175,13 +197,23 @@ filmstrip(x_example, set(example.informative[shown].nonzero().flatten().tolist()
 # %%
 configs = [
     TrainConfig(
-        dataset="synthetic_ultrasound", method=method, ratio=0.5, seed=run_seed, size=image_size,
-        epochs=epochs, patience=None, max_train_samples=max_samples, max_eval_samples=max_samples,
-        dataset_options={"num_frames": num_frames}, device=device, num_threads=num_threads, quiet=True,
+        dataset="synthetic_ultrasound",
+        method=method,
+        ratio=0.5,
+        seed=run_seed,
+        size=image_size,
+        epochs=epochs,
+        patience=None,
+        max_train_samples=max_samples,
+        max_eval_samples=max_samples,
+        dataset_options={"num_frames": num_frames},
+        device=device,
+        num_threads=num_threads,
+        quiet=True,
     )
     for method in methods
     for run_seed in seeds
-]  # fmt: skip
+]
 splits = load_splits(configs[0])  # the same videos for every run
 paths = [run(config, splits, keep=config.method == "das" and config.seed == seeds[0]) for config in configs]
 table = summary(store, profile)
@@ -192,15 +224,22 @@ glue("n_test", len(splits.test), display=False)
 glue("n_seeds", len(seeds), display=False)
 glue("n_epochs", epochs, display=False)
 glue("chance", 100 / splits.train.num_classes, display=False)
-glue("bacc_list", Markdown("; ".join(
-    f"{row.method} {100 * row.balanced_accuracy_mean:.1f}%" for row in table.itertuples()
-)), display=False)
+glue(
+    "bacc_list",
+    Markdown("; ".join(f"{row.method} {100 * row.balanced_accuracy_mean:.1f}%" for row in table.itertuples())),
+    display=False,
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
 error = table["balanced_accuracy_std"].fillna(0) * 100
-ax.bar(table["method"], 100 * table["balanced_accuracy_mean"], yerr=error, capsize=4,
-       color=[COLORS.get(m, "tab:gray") for m in table["method"]])
+ax.bar(
+    table["method"],
+    100 * table["balanced_accuracy_mean"],
+    yerr=error,
+    capsize=4,
+    color=[COLORS.get(m, "tab:gray") for m in table["method"]],
+)
 ax.axhline(100 / splits.train.num_classes, color="black", linestyle=":", label="chance")
 ax.set(ylabel="balanced accuracy (%)", title=f"Synthetic ultrasound videos, test split ({len(splits.test)} videos)")
 ax.set_ylim(0, 100)
@@ -255,8 +294,9 @@ if "das" in methods:  # the DAS trained above: its weights are in the kept check
     das_record = json.loads(result_path(store, profile, "synthetic_ultrasound", "das", seeds[0]).read_text())
     das_config = TrainConfig.from_dict(das_record["config"])
     das_model = build_model(das_config, num_frames, splits.train.num_classes, splits.train.in_channels)
-    state = torch.load(checkpoint_path(store, profile, "synthetic_ultrasound", "das", seeds[0]), map_location="cpu",
-                       weights_only=False)
+    state = torch.load(
+        checkpoint_path(store, profile, "synthetic_ultrasound", "das", seeds[0]), map_location="cpu", weights_only=False
+    )
     das_model.load_state_dict(state["best_state"])
     resampled = torch.as_tensor(resample_indices(T_cine, num_frames))  # cine frame of each of the num_frames
     small = load_pydicom_cine(image_size=image_size)[resampled]  # [num_frames, 1, S, S]
@@ -267,8 +307,9 @@ if "das" in methods:  # the DAS trained above: its weights are in the kept check
 
 fig, ax = plt.subplots(figsize=(11, 3.2))
 standardised = literal_scores.base[0].numpy()
-ax.plot(range(T_cine), standardised, "o-", color="tab:gray", markersize=4,
-        label="$a_{base}$ = standardised frame variance")
+ax.plot(
+    range(T_cine), standardised, "o-", color="tab:gray", markersize=4, label="$a_{base}$ = standardised frame variance"
+)
 ax.set(xlabel="cine frame", ylabel="$a_{base}$")
 low = standardised.min() - 0.5
 for offset, (label, picks, color) in enumerate(rows):

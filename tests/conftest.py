@@ -20,8 +20,10 @@ def medmnist_dir() -> Path:
     folder = Path(os.environ["DAS_DATA_DIR"]) if os.environ.get("DAS_DATA_DIR") else SIBLING_DATA_DIR
     missing = [f for f in ("adrenalmnist3d.npz", "adrenalmnist3d_64.npz") if not (folder / f).is_file()]
     if missing:
-        pytest.skip(f"real MedMNIST data not found: {', '.join(missing)} missing in {folder} "
-                    f"(set DAS_DATA_DIR or place the files in ../shared/data/medmnist)")
+        pytest.skip(
+            f"real MedMNIST data not found: {', '.join(missing)} missing in {folder} "
+            f"(set DAS_DATA_DIR or place the files in ../shared/data/medmnist)"
+        )
     return folder
 
 
@@ -60,4 +62,3 @@ def fake_medmnist_dir(tmp_path: Path) -> Path:
 def medmnist_writer() -> Callable[..., dict[str, np.ndarray]]:
     """The writer behind ``fake_medmnist_dir``, for tests that need a specific file."""
     return write_medmnist_npz
-

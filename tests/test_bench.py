@@ -33,7 +33,9 @@ def test_writes_json_and_markdown(report: tuple[dict, Path]) -> None:
 
 def test_every_method_ratio_size_has_its_ratios(report: tuple[dict, Path]) -> None:
     rows = {(r["method"], r["ratio"], r["size"]): r for r in report[0]["inference"]}
-    expected = {("full", 1.0, 16)} | {(m, r, 16) for m in ("uniform", "random", "dps", "adps", "das") for r in (0.25, 0.5)}
+    expected = {("full", 1.0, 16)} | {
+        (m, r, 16) for m in ("uniform", "random", "dps", "adps", "das") for r in (0.25, 0.5)
+    }
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["time_ratio_to_full"] > 0, key

@@ -13,8 +13,25 @@ import pytest
 from das.cli import main
 
 REPO = Path(__file__).parents[1]
-TINY = ["--epochs", "1", "--size", "16", "--max-train-samples", "16", "--max-eval-samples", "16", "--device", "cpu",
-        "--num-threads", "1", "--quiet", "--dataset-option", "num_frames=8", "--dataset-option", "num_samples=16"]
+TINY = [
+    "--epochs",
+    "1",
+    "--size",
+    "16",
+    "--max-train-samples",
+    "16",
+    "--max-eval-samples",
+    "16",
+    "--device",
+    "cpu",
+    "--num-threads",
+    "1",
+    "--quiet",
+    "--dataset-option",
+    "num_frames=8",
+    "--dataset-option",
+    "num_samples=16",
+]
 
 
 def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -51,8 +68,20 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, capsy
 
 
 def test_missing_data_without_download_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, err = run_main(["train", "--dataset", "adrenalmnist3d", "--method", "das", "--data-dir", str(tmp_path),
-                               "--results-dir", str(tmp_path)], capsys)
+    status, _, err = run_main(
+        [
+            "train",
+            "--dataset",
+            "adrenalmnist3d",
+            "--method",
+            "das",
+            "--data-dir",
+            str(tmp_path),
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert status == 2
     assert "adrenalmnist3d" in err and len(err.strip().splitlines()) == 1
 
@@ -65,13 +94,39 @@ def test_summary_of_nothing_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_train_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for seed in ("0", "1"):
-        status, out, _ = run_main(["train", "--dataset", "synthetic", "--method", "uniform", "--seed", seed,
-                                   "--results-dir", str(tmp_path), *TINY], capsys)
+        status, out, _ = run_main(
+            [
+                "train",
+                "--dataset",
+                "synthetic",
+                "--method",
+                "uniform",
+                "--seed",
+                seed,
+                "--results-dir",
+                str(tmp_path),
+                *TINY,
+            ],
+            capsys,
+        )
         assert status == 0 and "balanced_accuracy" in out
     record = json.loads((tmp_path / "custom" / "synthetic" / "uniform" / "seed1.json").read_text())
     assert record["config"]["max_train_samples"] == 16 and record["k"] == 4
-    status, out, _ = run_main(["train", "--dataset", "synthetic", "--method", "uniform", "--seed", "1",
-                               "--results-dir", str(tmp_path), *TINY], capsys)
+    status, out, _ = run_main(
+        [
+            "train",
+            "--dataset",
+            "synthetic",
+            "--method",
+            "uniform",
+            "--seed",
+            "1",
+            "--results-dir",
+            str(tmp_path),
+            *TINY,
+        ],
+        capsys,
+    )
     assert status == 0 and "exists" in out  # not retrained
     status, out, _ = run_main(["summary", "--profile", "custom", "--results-dir", str(tmp_path)], capsys)
     assert status == 0 and "uniform" in out and "±" in out
@@ -80,14 +135,21 @@ def test_train_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_python_dash_m_reports_bad_ratio_without_traceback() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "das", "train", "--dataset", "synthetic", "--method", "das",
-                           "--ratio", "2"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "das", "train", "--dataset", "synthetic", "--method", "das", "--ratio", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "das train: error: argument --ratio: ratio must be in (0, 1], got 2"
 
 
-def test_bench_flags_reach_the_benchmark_config(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_bench_flags_reach_the_benchmark_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import das.bench
 
     seen = {}

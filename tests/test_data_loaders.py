@@ -47,7 +47,11 @@ def test_volume_dataset_rejects_bad_tensors() -> None:
         VolumeDataset(images, torch.zeros(4), name="a", task="regression", label_names=["n", "p"])
     with pytest.raises(ValueError, match=r"informative must be a bool tensor \[N, T\]"):
         VolumeDataset(
-            images, torch.zeros(4), name="a", task="binary-class", label_names=["n", "p"],
+            images,
+            torch.zeros(4),
+            name="a",
+            task="binary-class",
+            label_names=["n", "p"],
             informative=torch.zeros(4, 3, dtype=torch.bool),
         )
 

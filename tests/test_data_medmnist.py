@@ -37,7 +37,7 @@ def test_real_adrenal_splits(medmnist_dir: Path, size: int) -> None:
         assert (ds.num_frames, ds.in_channels, ds.image_size) == (size, 1, size)
         x, y = ds[n - 1]
         assert x.dtype == torch.float32 and x.shape == (size, 1, size, size)
-        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and y.dtype == torch.int64 and y.dim() == 0
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0 and y.dtype == torch.int64 and y.dim() == 0
 
 
 def test_real_adrenal_items_match_medmnist_class(medmnist_dir: Path) -> None:

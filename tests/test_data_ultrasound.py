@@ -131,8 +131,8 @@ def test_load_dataset_synthetic_ultrasound() -> None:
 def test_pydicom_cine_is_a_real_30_frame_video() -> None:
     video = load_pydicom_cine()
     assert video.shape == (30, 1, 240, 320) and video.dtype == torch.float32
-    assert 0.0 <= float(video.min()) and float(video.max()) <= 1.0 and float(video.max()) > 0.5
+    assert float(video.min()) >= 0.0 and float(video.max()) <= 1.0 and float(video.max()) > 0.5
     change = (video[1:] - video[:-1]).abs().mean((1, 2, 3))  # the frames move over time
     assert (change > 1e-4).float().mean() > 0.5 and float(change.max()) > 1e-3
     small = load_pydicom_cine(image_size=64)
-    assert small.shape == (30, 1, 64, 64) and 0.0 <= float(small.min()) and float(small.max()) <= 1.0
+    assert small.shape == (30, 1, 64, 64) and float(small.min()) >= 0.0 and float(small.max()) <= 1.0

@@ -9,8 +9,14 @@ import torch
 from scipy.stats import chi2
 
 from das.samplers.base import hard_selection
-from das.samplers.gumbel import (gumbel_noise, gumbel_topk, plackett_luce_log_prob, straight_through,
-                                  temporal_selection, topk_indices)
+from das.samplers.gumbel import (
+    gumbel_noise,
+    gumbel_topk,
+    plackett_luce_log_prob,
+    straight_through,
+    temporal_selection,
+    topk_indices,
+)
 
 DRAWS = 20_000
 

@@ -53,8 +53,12 @@ def test_pool_mean_and_max_differ_and_match_manual_pooling(x: torch.Tensor) -> N
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"backbone": "resnet50"}, "unknown backbone 'resnet50'"), ({"pool": "attention"}, "unknown pool 'attention'"),
-     ({"num_classes": 0}, "num_classes"), ({"in_channels": -1}, "in_channels")],
+    [
+        ({"backbone": "resnet50"}, "unknown backbone 'resnet50'"),
+        ({"pool": "attention"}, "unknown pool 'attention'"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"in_channels": -1}, "in_channels"),
+    ],
 )
 def test_bad_arguments_raise_value_error(kwargs: dict, message: str) -> None:
     args = {"num_classes": 2, "in_channels": 1, **kwargs}

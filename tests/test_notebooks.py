@@ -16,9 +16,20 @@ REQUIRED_KNOBS = {"profile", "seed", "device"}
 # Knobs that make a notebook cheaper; every notebook needs one so CI (`smallest`) can shrink it.
 # Extend this set when a chapter shrinks along a new axis.
 SHRINK_KNOBS = {
-    "epochs", "max_epochs", "seeds", "datasets", "methods", "ratios", "max_samples", "num_samples",
-    "num_volumes", "num_videos", "repeats", "num_draws", "grad_samples",
-}  # fmt: skip
+    "epochs",
+    "max_epochs",
+    "seeds",
+    "datasets",
+    "methods",
+    "ratios",
+    "max_samples",
+    "num_samples",
+    "num_volumes",
+    "num_videos",
+    "repeats",
+    "num_draws",
+    "grad_samples",
+}
 
 
 def parameters_cell(name: str) -> dict[str, object]:

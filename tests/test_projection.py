@@ -15,14 +15,23 @@ from das.projection import SplitShape, project_runs, run_batches, run_seconds, s
 from das.sweep import table1_configs
 from das.train import TrainConfig, load_splits, train
 
-TINY = dict(epochs=3, size=16, max_train_samples=40, max_eval_samples=20, batch_size=8, device="cpu", num_threads=1,
-            dataset_options={"num_frames": 8, "num_samples": 48})
+TINY = dict(
+    epochs=3,
+    size=16,
+    max_train_samples=40,
+    max_eval_samples=20,
+    batch_size=8,
+    device="cpu",
+    num_threads=1,
+    dataset_options={"num_frames": 8, "num_samples": 48},
+)
 
 
 def test_medmnist_split_sizes_come_from_the_official_table_without_files(tmp_path: Path) -> None:
     adrenal = split_shape(TrainConfig(dataset="adrenalmnist3d", data_dir=str(tmp_path)))
-    assert adrenal == SplitShape(train=1188, val=98, test=298, num_frames=28, in_channels=1, height=28, width=28,
-                                 num_classes=2)
+    assert adrenal == SplitShape(
+        train=1188, val=98, test=298, num_frames=28, in_channels=1, height=28, width=28, num_classes=2
+    )
     organ = split_shape(TrainConfig(dataset="organmnist3d", size=64, max_train_samples=500, max_eval_samples=100))
     assert organ == SplitShape(500, 100, 100, 64, 1, 64, 64, 11)
 
@@ -44,8 +53,13 @@ def test_run_batches_are_the_batches_the_trainer_runs(max_train_samples: int, mo
         calls[self.training] += 1
         return forward(self, *args, **kwargs)
 
-    config = TrainConfig(dataset="synthetic", method="uniform", quiet=True, patience=None,
-                         **{**TINY, "max_train_samples": max_train_samples})
+    config = TrainConfig(
+        dataset="synthetic",
+        method="uniform",
+        quiet=True,
+        patience=None,
+        **{**TINY, "max_train_samples": max_train_samples},
+    )
     splits = load_splits(config)
     monkeypatch.setattr(SubsampledClassifier, "forward", counting)
     train(config, splits)
@@ -73,7 +87,11 @@ def test_runs_of_the_same_cost_share_one_measurement(monkeypatch: pytest.MonkeyP
     report = project_runs(paper + other_ratio, steps=1, out_dir=None)
     # the two datasets have the same shape (28^3) and the seeds the same settings: one measurement per
     # method, plus one for the other ratio
-    assert measured == [("adrenalmnist3d", "uniform", 0.5), ("adrenalmnist3d", "das", 0.5), ("adrenalmnist3d", "das", 0.25)]
+    assert measured == [
+        ("adrenalmnist3d", "uniform", 0.5),
+        ("adrenalmnist3d", "das", 0.5),
+        ("adrenalmnist3d", "das", 0.25),
+    ]
     assert report["measurements"] == 3
     steps = {(r["dataset"], r["method"], r["ratio"], r["seed"]): r["step_s"] for r in report["runs"]}
     assert steps[("nodulemnist3d", "das", 0.5, 1)] == steps[("adrenalmnist3d", "das", 0.5, 0)] == pytest.approx(0.2)
@@ -92,8 +110,27 @@ def test_a_real_measurement_is_written_atomically(tmp_path: Path) -> None:
 
 
 def test_command_line_projects_and_rejects_a_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["project", "--profile", "quick", "--datasets", "synthetic", "--methods", "uniform", "--seeds", "0",
-            "--steps", "1", "--epochs", "2", "--num-threads", "1", "--device", "cpu", "--out", str(tmp_path)]
+    argv = [
+        "project",
+        "--profile",
+        "quick",
+        "--datasets",
+        "synthetic",
+        "--methods",
+        "uniform",
+        "--seeds",
+        "0",
+        "--steps",
+        "1",
+        "--epochs",
+        "2",
+        "--num-threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "projection-quick.json").read_text())

@@ -16,9 +16,19 @@ from das.train import TrainConfig, class_weight_tensor, load_splits, lr_factor, 
 
 def tiny(**overrides: object) -> TrainConfig:
     """Synthetic benchmark, 24 train / 16 val / 16 test volumes of 8 slices at 16x16."""
-    values = dict(dataset="synthetic", method="das", size=16, epochs=1, batch_size=8, max_train_samples=24,
-                  max_eval_samples=16, dataset_options={"num_frames": 8, "num_samples": 32}, device="cpu", quiet=True,
-                  num_threads=1)
+    values = dict(
+        dataset="synthetic",
+        method="das",
+        size=16,
+        epochs=1,
+        batch_size=8,
+        max_train_samples=24,
+        max_eval_samples=16,
+        dataset_options={"num_frames": 8, "num_samples": 32},
+        device="cpu",
+        quiet=True,
+        num_threads=1,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -47,8 +57,9 @@ def test_trainer_applies_the_schedule_to_every_group(splits: das.train.Splits) -
     assert [h["lr"] for h in constant.history] == [1e-3, 1e-3]
 
 
-def test_selection_by_validation_auc_restores_that_epoch(splits: das.train.Splits,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_selection_by_validation_auc_restores_that_epoch(
+    splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Validation AUCs 0.6, 0.9, 0.7 with losses falling all along: AUC picks epoch 2, the loss epoch 3."""
     aucs, losses = iter([0.6, 0.9, 0.7]), iter([1.0, 0.8, 0.5])
     real_evaluate = das.train.evaluate
@@ -78,8 +89,9 @@ def test_selection_score() -> None:
     assert selection_score("val_auc", 0.4, {"auc": None}) == -math.inf
 
 
-def test_patience_counts_epochs_without_a_better_selection_metric(splits: das.train.Splits,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patience_counts_epochs_without_a_better_selection_metric(
+    splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     aucs = iter([0.8, 0.7, 0.75, 0.9, 0.95])
     real_evaluate = das.train.evaluate
     calls = {"n": 0}
@@ -113,8 +125,10 @@ def test_balanced_class_weights_are_inverse_frequencies() -> None:
 def test_class_weights_change_what_is_optimised_not_what_is_reported(splits: das.train.Splits) -> None:
     plain = train(tiny(method="uniform", epochs=2), splits)
     weighted = train(tiny(method="uniform", epochs=2, class_weights="balanced"), splits)
-    assert plain.history[0]["train_loss"] != weighted.history[0]["train_loss"] or \
-        plain.history[1]["train_loss"] != weighted.history[1]["train_loss"]
+    assert (
+        plain.history[0]["train_loss"] != weighted.history[0]["train_loss"]
+        or plain.history[1]["train_loss"] != weighted.history[1]["train_loss"]
+    )
 
 
 @pytest.mark.parametrize("name", [name for name in AUGMENTATIONS if name != "none"])
@@ -165,13 +179,16 @@ def test_augmented_resume_equals_an_uninterrupted_run(splits: das.train.Splits, 
     assert resumed.metrics == straight.metrics
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("lr_schedule", "linear", "lr_schedule must be one of"),
-    ("select_metric", "val_f1", "select_metric must be one of"),
-    ("class_weights", "inverse", "class_weights must be one of"),
-    ("weight_decay", -0.1, "weight_decay must be a number >= 0"),
-    ("weight_decay", float("inf"), "weight_decay must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lr_schedule", "linear", "lr_schedule must be one of"),
+        ("select_metric", "val_f1", "select_metric must be one of"),
+        ("class_weights", "inverse", "class_weights must be one of"),
+        ("weight_decay", -0.1, "weight_decay must be a number >= 0"),
+        ("weight_decay", float("inf"), "weight_decay must be a number >= 0"),
+    ],
+)
 def test_bad_protocol_settings_are_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         tiny(**{field: value})
@@ -187,7 +204,8 @@ def test_a_schedule_pins_epochs_on_resume(splits: das.train.Splits, tmp_path: Pa
 
 
 def test_a_checkpoint_past_the_asked_epochs_cannot_be_passed_off_as_a_shorter_run(
-        splits: das.train.Splits, tmp_path: Path) -> None:
+    splits: das.train.Splits, tmp_path: Path
+) -> None:
     checkpoint = tmp_path / "run.pt"
     train(tiny(epochs=2), splits, checkpoint=checkpoint)
     assert das.train.checkpoint_differences(checkpoint, tiny(epochs=1)) == ["epochs"]

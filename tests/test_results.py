@@ -9,29 +9,49 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from record_helpers import valid_record
 
 import das.sweep
 import das.train
-from record_helpers import valid_record
 from das.data import DATASETS
-from das.profiles import METHODS, MEDMNIST3D, PROFILES, get_profile
-from das.results import (checkpoint_path, format_summary, load_runs, result_path, summary, write_json_atomic,
-                         write_summary)
+from das.profiles import MEDMNIST3D, METHODS, PROFILES, get_profile
+from das.results import (
+    checkpoint_path,
+    format_summary,
+    load_runs,
+    result_path,
+    summary,
+    write_json_atomic,
+    write_summary,
+)
 from das.sweep import run_table1, table1_configs
 
-TINY = dict(epochs=1, sampler_warmup=0, size=16, max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1,
-            dataset_options={"num_frames": 8, "num_samples": 16})
+TINY = dict(
+    epochs=1,
+    sampler_warmup=0,
+    size=16,
+    max_train_samples=16,
+    max_eval_samples=16,
+    device="cpu",
+    quiet=True,
+    num_threads=1,
+    dataset_options={"num_frames": 8, "num_samples": 16},
+)
 
 
 def fake_run(root: Path, dataset: str, method: str, seed: int, bal: float, auc: float | None, **config) -> Path:
-    record = valid_record(dataset, method, seed, metrics={"balanced_accuracy": bal, "auc": auc, "accuracy": bal},
-                          **config)
+    record = valid_record(
+        dataset, method, seed, metrics={"balanced_accuracy": bal, "auc": auc, "accuracy": bal}, **config
+    )
     return write_json_atomic(result_path(root, "p", dataset, method, seed), record)
 
 
 def test_paths_follow_the_layout(tmp_path: Path) -> None:
     assert result_path(tmp_path, "quick", "synthetic", "das", 2) == tmp_path / "quick/synthetic/das/seed2.json"
-    assert checkpoint_path(tmp_path, "quick", "synthetic", "das", 2) == tmp_path / "quick/checkpoints/synthetic/das/seed2.pt"
+    assert (
+        checkpoint_path(tmp_path, "quick", "synthetic", "das", 2)
+        == tmp_path / "quick/checkpoints/synthetic/das/seed2.pt"
+    )
 
 
 def test_atomic_write_leaves_no_temporary_and_stores_nan_as_null(tmp_path: Path) -> None:
@@ -117,7 +137,9 @@ def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(das.sweep, "load_splits", no_training)
     assert run_table1("quick", **args, **TINY) == paths  # nothing to do: no data loaded, nothing trained
     monkeypatch.undo()
-    run_table1("quick", datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path, force=True, **TINY)
+    run_table1(
+        "quick", datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path, force=True, **TINY
+    )
     assert paths[0].stat().st_mtime_ns != before
 
 
@@ -135,8 +157,11 @@ def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: p
     assert das.sweep.run_one(same, profile="quick", results_dir=tmp_path) == path
     monkeypatch.undo()
     # ... another CPU thread count does (float sums differ):
-    das.sweep.run_one(get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2}),
-                      profile="quick", results_dir=tmp_path)
+    das.sweep.run_one(
+        get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2}),
+        profile="quick",
+        results_dir=tmp_path,
+    )
     assert json.loads(path.read_text())["threads"] == 2
     # ... but another number of epochs does, and so does asking for a checkpoint that was not kept.
     longer = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "epochs": 2})

@@ -243,7 +243,9 @@ def test_das_learned_base_starts_at_the_papers_variance_score() -> None:
     """``base="learned"`` is z(variance) plus a learned correction that starts near zero, so an
     untrained DAS keeps the highest-variance slices, as ``base="variance"`` does."""
     x = torch.rand(3, 10, 1, 8, 8, generator=torch.Generator().manual_seed(6))
-    x = x * torch.linspace(0.1, 1.0, 10)[torch.randperm(10, generator=torch.Generator().manual_seed(7))].view(1, 10, 1, 1, 1)
+    x = x * torch.linspace(0.1, 1.0, 10)[torch.randperm(10, generator=torch.Generator().manual_seed(7))].view(
+        1, 10, 1, 1, 1
+    )
     torch.manual_seed(0)
     learned, literal = DASSampler(10, 4).eval(), DASSampler(10, 4, base="variance").eval()
     with torch.no_grad():
@@ -372,11 +374,18 @@ def test_bad_option_values(name: str, options: dict[str, object], match: str) ->
 
 @pytest.mark.parametrize(
     ("name", "options", "modes"),
-    [("das", {}, (True, False)), ("das", {"estimator": "score"}, (True,)), ("das", {"replacement": True}, (True,)),
-     ("das", {"base": "variance", "features": "learned"}, (True, False)), ("dps", {}, (True, False)),
-     ("adps", {}, (True, False)), ("uniform", {}, (True, False)), ("full", {}, (True, False)),
-     # Random evaluation draws from the sampler's own torch.Generator, which dynamo cannot trace.
-     ("random", {}, (True,))],
+    [
+        ("das", {}, (True, False)),
+        ("das", {"estimator": "score"}, (True,)),
+        ("das", {"replacement": True}, (True,)),
+        ("das", {"base": "variance", "features": "learned"}, (True, False)),
+        ("dps", {}, (True, False)),
+        ("adps", {}, (True, False)),
+        ("uniform", {}, (True, False)),
+        ("full", {}, (True, False)),
+        # Random evaluation draws from the sampler's own torch.Generator, which dynamo cannot trace.
+        ("random", {}, (True,)),
+    ],
 )
 def test_forward_compiles_into_one_graph(name: str, options: dict[str, object], modes: tuple[bool, ...]) -> None:
     """On CPU, what the CUDA test below checks on a GPU: ``fullgraph=True`` fails at anything that

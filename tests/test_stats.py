@@ -29,8 +29,12 @@ def test_batch_metrics_equal_scikit_learn_row_by_row(num_classes: int) -> None:
 
 
 def record(method: str, seed: int, labels: np.ndarray, probs: np.ndarray) -> dict:
-    return {"method": method, "seed": seed, "metrics": classification_metrics(labels, probs),
-            "test_predictions": {"labels": labels.tolist(), "probs": probs.tolist()}}
+    return {
+        "method": method,
+        "seed": seed,
+        "metrics": classification_metrics(labels, probs),
+        "test_predictions": {"labels": labels.tolist(), "probs": probs.tolist()},
+    }
 
 
 def noisy(labels: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:

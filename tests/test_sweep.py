@@ -19,8 +19,17 @@ from das.experiments import SWEEPS, ablation_plan, ablation_runs, protocol_runs,
 from das.profiles import get_profile
 from das.sweep import Run, SweepFailed, profile_runs, run_sweep
 
-TINY = dict(epochs=2, sampler_warmup=0, size=16, max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True,
-            num_threads=1, dataset_options={"num_frames": 8, "num_samples": 16})
+TINY = dict(
+    epochs=2,
+    sampler_warmup=0,
+    size=16,
+    max_train_samples=16,
+    max_eval_samples=16,
+    device="cpu",
+    quiet=True,
+    num_threads=1,
+    dataset_options={"num_frames": 8, "num_samples": 16},
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,22 +41,31 @@ def tiny_runs(methods=("uniform", "das"), seeds=(0,), group="quick", **overrides
 def missing_data_run(folder: Path) -> Run:
     """A valid config whose data are not there: it fails when it trains."""
     tiny = {key: value for key, value in TINY.items() if key != "dataset_options"}
-    return Run("quick", get_profile("real").config("adrenalmnist3d", "uniform", 0, **{**tiny, "size": 28, "data_dir": str(folder)}))
+    return Run(
+        "quick",
+        get_profile("real").config("adrenalmnist3d", "uniform", 0, **{**tiny, "size": 28, "data_dir": str(folder)}),
+    )
 
 
 def numbers(record: dict) -> dict:
     """What a run computed, without its timings and provenance."""
-    return {"metrics": record["metrics"], "val_metrics": record["val_metrics"], "best_epoch": record["best_epoch"],
-            "history": [{k: v for k, v in h.items() if k != "train_s"} for h in record["history"]],
-            "histogram": record["selection_histogram"]}
+    return {
+        "metrics": record["metrics"],
+        "val_metrics": record["val_metrics"],
+        "best_epoch": record["best_epoch"],
+        "history": [{k: v for k, v in h.items() if k != "train_s"} for h in record["history"]],
+        "histogram": record["selection_histogram"],
+    }
 
 
 def test_local_sweep_trains_then_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = tiny_runs()
     first = run_sweep(runs, tmp_path, progress=False)
     assert [o.trained for o in first] == [True, True]
-    assert [o.path for o in first] == [tmp_path / "quick/synthetic/uniform/seed0.json",
-                                      tmp_path / "quick/synthetic/das/seed0.json"]
+    assert [o.path for o in first] == [
+        tmp_path / "quick/synthetic/uniform/seed0.json",
+        tmp_path / "quick/synthetic/das/seed0.json",
+    ]
     assert not (tmp_path / "quick" / "checkpoints").exists()  # checkpoints go once the record is written
 
     def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -63,8 +81,11 @@ def test_local_sweep_trains_then_reads_back(tmp_path: Path, monkeypatch: pytest.
 def test_a_failed_run_fails_alone_and_is_named(tmp_path: Path) -> None:
     good = tiny_runs(methods=("uniform",))
     bad = [missing_data_run(tmp_path)]
-    with pytest.raises(SweepFailed, match=r"1 of 3 runs failed:\n  quick: adrenalmnist3d/uniform seed 0: "
-                                          r"DatasetNotFoundError") as caught:
+    with pytest.raises(
+        SweepFailed,
+        match=r"1 of 3 runs failed:\n  quick: adrenalmnist3d/uniform seed 0: "
+        r"DatasetNotFoundError",
+    ) as caught:
         run_sweep([*good[:1], *bad, *tiny_runs(methods=("das",))], tmp_path, progress=False)
     outcomes = caught.value.outcomes
     assert [o.error is None for o in outcomes] == [True, False, True]
@@ -85,9 +106,31 @@ def test_two_runs_of_one_result_file_are_refused(tmp_path: Path) -> None:
 def test_cli_sweep_reports_failures_and_exits_non_zero(tmp_path: Path) -> None:
     env = {**os.environ, "DAS_DATA_DIR": str(tmp_path / "no-data")}
     proc = subprocess.run(
-        [sys.executable, "-m", "das", "table1", "--profile", "quick", "--datasets", "adrenalmnist3d", "--methods",
-         "uniform", "--seeds", "0", "--epochs", "1", "--results-dir", str(tmp_path / "store"), "--quiet"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "das",
+            "table1",
+            "--profile",
+            "quick",
+            "--datasets",
+            "adrenalmnist3d",
+            "--methods",
+            "uniform",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--results-dir",
+            str(tmp_path / "store"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "FAILED quick: adrenalmnist3d/uniform seed 0: DatasetNotFoundError" in proc.stderr
     assert "1 runs: 0 trained now, 0 read back, 1 failed" in proc.stdout
@@ -123,8 +166,9 @@ def test_ray_sets_a_runs_threads_to_its_cpus(tmp_path: Path, ray_cluster: None) 
 
 def test_a_bad_run_fails_alone_on_ray(tmp_path: Path, ray_cluster: None) -> None:
     bad = missing_data_run(tmp_path)
-    outcomes = run_sweep([bad, *tiny_runs(methods=("uniform",))], tmp_path, executor="ray", progress=False,
-                         raise_on_failure=False)
+    outcomes = run_sweep(
+        [bad, *tiny_runs(methods=("uniform",))], tmp_path, executor="ray", progress=False, raise_on_failure=False
+    )
     assert outcomes[0].error.startswith("DatasetNotFoundError") and outcomes[1].error is None
     assert outcomes[1].path.exists()
 
@@ -132,13 +176,49 @@ def test_a_bad_run_fails_alone_on_ray(tmp_path: Path, ray_cluster: None) -> None
 def test_a_killed_worker_is_retried_and_resumes(tmp_path: Path) -> None:
     """Kill the Ray worker of a 4-epoch run once its checkpoint exists: the task is retried, resumes
     from the checkpoint, and the stored run equals an uninterrupted one."""
-    args = ["--profile", "quick", "--datasets", "synthetic", "--methods", "uniform", "--seeds", "0", "--epochs", "4",
-            "--max-train-samples", "96", "--max-eval-samples", "32", "--sampler-warmup", "0", "--num-threads", "1",
-            "--device", "cpu", "--quiet"]
+    args = [
+        "--profile",
+        "quick",
+        "--datasets",
+        "synthetic",
+        "--methods",
+        "uniform",
+        "--seeds",
+        "0",
+        "--epochs",
+        "4",
+        "--max-train-samples",
+        "96",
+        "--max-eval-samples",
+        "32",
+        "--sampler-warmup",
+        "0",
+        "--num-threads",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "das", "table1", *args, "--executor", "ray", "--workers", "1",
-                             "--results-dir", str(store)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "das",
+            "table1",
+            *args,
+            "--executor",
+            "ray",
+            "--workers",
+            "1",
+            "--results-dir",
+            str(store),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     checkpoint = store / "quick/checkpoints/synthetic/uniform/seed0.pt"
     deadline = time.time() + 240
     killed = False
@@ -157,8 +237,13 @@ def test_a_killed_worker_is_retried_and_resumes(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     record = json.loads((store / "quick/synthetic/uniform/seed0.json").read_text())
     assert record["epochs_run"] == 4
-    straight = subprocess.run([sys.executable, "-m", "das", "table1", *args, "--results-dir", str(tmp_path / "plain")],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    straight = subprocess.run(
+        [sys.executable, "-m", "das", "table1", *args, "--results-dir", str(tmp_path / "plain")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert numbers(record) == numbers(json.loads((tmp_path / "plain/quick/synthetic/uniform/seed0.json").read_text()))
 

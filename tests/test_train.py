@@ -13,8 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 import das.samplers.base
 import das.train
-from das.metrics import (UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate,
-                         selection_histogram)
+from das.metrics import UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate, selection_histogram
 from das.train import Evaluation, TrainConfig, load_splits, train
 
 DATA_DIR = Path(os.environ.get("DAS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "medmnist"))
@@ -22,9 +21,19 @@ DATA_DIR = Path(os.environ.get("DAS_DATA_DIR", Path(__file__).parents[2] / "shar
 
 def tiny(**overrides: object) -> TrainConfig:
     """Synthetic benchmark, 24 train / 16 val / 16 test volumes of 8 slices at 16x16, 1 epoch."""
-    values = dict(dataset="synthetic", method="das", size=16, epochs=1, batch_size=8, max_train_samples=24,
-                  max_eval_samples=16, dataset_options={"num_frames": 8, "num_samples": 32}, device="cpu", quiet=True,
-                  num_threads=1)  # one thread: fast and immune to oversubscription by parallel jobs
+    values = dict(
+        dataset="synthetic",
+        method="das",
+        size=16,
+        epochs=1,
+        batch_size=8,
+        max_train_samples=24,
+        max_eval_samples=16,
+        dataset_options={"num_frames": 8, "num_samples": 32},
+        device="cpu",
+        quiet=True,
+        num_threads=1,
+    )  # one thread: fast and immune to oversubscription by parallel jobs
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -152,8 +161,15 @@ def test_sampler_warmup_freezes_the_sampler_while_the_backbone_learns(splits: da
     assert not torch.equal(before["sampler.logits"], unfrozen["sampler.logits"])
 
 
-@pytest.mark.parametrize("options", [{"method": "das"}, {"method": "das", "sampler_options": {"estimator": "score"}},
-                                     {"method": "dps", "sampler_warmup": 1, "epochs": 2}, {"method": "adps"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"method": "das"},
+        {"method": "das", "sampler_options": {"estimator": "score"}},
+        {"method": "dps", "sampler_warmup": 1, "epochs": 2},
+        {"method": "adps"},
+    ],
+)
 def test_compiled_training_captures_the_whole_forward_in_one_graph(
     options: dict, splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,7 +177,9 @@ def test_compiled_training_captures_the_whole_forward_in_one_graph(
     (an explicit generator, ``.item()``, a branch on a tensor's value such as the finite check).
     The eager backend traces without generating code, so the test takes seconds."""
     compile_, compiled = torch.compile, []
-    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or compile_(model, fullgraph=True, backend="eager"))
+    monkeypatch.setattr(
+        torch, "compile", lambda model: compiled.append(model) or compile_(model, fullgraph=True, backend="eager")
+    )
     torch._dynamo.reset()
     result = train(tiny(compile=True, **options), splits)
     assert compiled == [result.model] and np.isfinite(result.metrics["auc"])
@@ -183,20 +201,29 @@ def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypa
 
 @pytest.mark.parametrize(
     "overrides,message",
-    [({"dataset": "mnist"}, "unknown dataset 'mnist'"), ({"method": "best"}, "unknown method 'best'"),
-     ({"ratio": 0.0}, "ratio must be a number in \\(0, 1\\]"), ({"ratio": 1.5}, "ratio"),
-     ({"epochs": 0}, "epochs"), ({"patience": 0}, "patience"), ({"lr": -1.0}, "lr"),
-     ({"pool": "sum"}, "unknown pool"), ({"device": "tpu"}, "device"),
-     ({"sampler_warmup": -1}, "sampler_warmup"),
-     ({"dataset": "organmnist3d", "size": 32}, "unknown size 32 for organmnist3d; valid sizes: 28, 64")],
+    [
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+        ({"method": "best"}, "unknown method 'best'"),
+        ({"ratio": 0.0}, "ratio must be a number in \\(0, 1\\]"),
+        ({"ratio": 1.5}, "ratio"),
+        ({"epochs": 0}, "epochs"),
+        ({"patience": 0}, "patience"),
+        ({"lr": -1.0}, "lr"),
+        ({"pool": "sum"}, "unknown pool"),
+        ({"device": "tpu"}, "device"),
+        ({"sampler_warmup": -1}, "sampler_warmup"),
+        ({"dataset": "organmnist3d", "size": 32}, "unknown size 32 for organmnist3d; valid sizes: 28, 64"),
+    ],
 )
 def test_bad_config_raises_value_error(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**overrides)
 
 
-@pytest.mark.parametrize("method,ratio,frames,k", [("das", 0.5, 28, 14), ("uniform", 0.01, 28, 1),
-                                                   ("random", 0.25, 10, 2), ("full", 0.1, 28, 28)])
+@pytest.mark.parametrize(
+    "method,ratio,frames,k",
+    [("das", 0.5, 28, 14), ("uniform", 0.01, 28, 1), ("random", 0.25, 10, 2), ("full", 0.1, 28, 28)],
+)
 def test_k_is_round_ratio_times_t_and_full_keeps_all(method: str, ratio: float, frames: int, k: int) -> None:
     assert TrainConfig(method=method, ratio=ratio).num_selected(frames) == k
 
@@ -204,8 +231,17 @@ def test_k_is_round_ratio_times_t_and_full_keeps_all(method: str, ratio: float, 
 def test_real_adrenalmnist3d_trains_end_to_end() -> None:
     if not (DATA_DIR / "adrenalmnist3d.npz").exists():
         pytest.skip(f"real AdrenalMNIST3D not found in {DATA_DIR} (set DAS_DATA_DIR)")
-    config = TrainConfig(dataset="adrenalmnist3d", method="das", data_dir=str(DATA_DIR), epochs=1,
-                         max_train_samples=16, max_eval_samples=16, device="cpu", quiet=True, num_threads=1)
+    config = TrainConfig(
+        dataset="adrenalmnist3d",
+        method="das",
+        data_dir=str(DATA_DIR),
+        epochs=1,
+        max_train_samples=16,
+        max_eval_samples=16,
+        device="cpu",
+        quiet=True,
+        num_threads=1,
+    )
     result = train(config)
     assert result.num_frames == 28 and result.k == 14
     assert len(result.selection_histogram) == 28 and sum(result.selection_histogram) == 16 * 14

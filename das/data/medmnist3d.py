@@ -56,9 +56,7 @@ def default_root() -> Path:
     if env:
         return Path(env).expanduser()
     if medmnist.info.DEFAULT_ROOT is None:  # medmnist could not create ~/.medmnist
-        raise DatasetNotFoundError(
-            "no data folder: pass root=..., or set the environment variable DAS_DATA_DIR"
-        )
+        raise DatasetNotFoundError("no data folder: pass root=..., or set the environment variable DAS_DATA_DIR")
     return Path(medmnist.info.DEFAULT_ROOT)
 
 
@@ -154,8 +152,7 @@ def _read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = isinstance(images, np.ndarray) and isinstance(labels, np.ndarray)  # bad members load as bytes
     if not arrays or images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (images.shape[0], 1):
         found = " and ".join(
-            f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-            for a in (images, labels)
+            f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__ for a in (images, labels)
         )
         raise CorruptDatasetError(
             f"{path}: expected {keys[0]} uint8 [N, D, H, W] and {keys[1]} [N, 1], got {found}: {advice}"

@@ -68,11 +68,7 @@ def load_dataset(
     try:
         flag = medmnist_flag(name)
     except ValueError:
-        raise ValueError(
-            f"unknown dataset name {name!r}; valid names: {', '.join(DATASETS)}"
-        ) from None
+        raise ValueError(f"unknown dataset name {name!r}; valid names: {', '.join(DATASETS)}") from None
     if options:
-        raise ValueError(
-            f"MedMNIST3D dataset {flag!r} takes no options, got {', '.join(map(repr, sorted(options)))}"
-        )
+        raise ValueError(f"MedMNIST3D dataset {flag!r} takes no options, got {', '.join(map(repr, sorted(options)))}")
     return load_medmnist3d(flag, split, size=size, root=root, download=download)

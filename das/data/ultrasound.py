@@ -163,10 +163,7 @@ def make_synthetic_ultrasound(
     start = rng.integers(0, t - visible_frames + 1, n)
     informative = (np.arange(t) >= start[:, None]) & (np.arange(t) < (start + visible_frames)[:, None])
     # Generate in chunks of videos: float32 [chunk, T, S, S] arrays stay small at any N.
-    chunks = [
-        _ultrasound_chunk(rng, labels[i : i + CHUNK], informative[i : i + CHUNK], s)
-        for i in range(0, n, CHUNK)
-    ]
+    chunks = [_ultrasound_chunk(rng, labels[i : i + CHUNK], informative[i : i + CHUNK], s) for i in range(0, n, CHUNK)]
     images = np.concatenate(chunks) if chunks else np.zeros((0, t, s, s), dtype=np.uint8)
     if sector:
         images *= _sector_mask(s)
@@ -180,9 +177,7 @@ def make_synthetic_ultrasound(
     )
 
 
-def _ultrasound_chunk(
-    rng: np.random.Generator, labels: np.ndarray, visible: np.ndarray, s: int
-) -> np.ndarray:
+def _ultrasound_chunk(rng: np.random.Generator, labels: np.ndarray, visible: np.ndarray, s: int) -> np.ndarray:
     """uint8 ``[n, T, s, s]`` videos for ``labels`` with the lesion shown where ``visible`` [n, T]."""
     n, t = visible.shape
 

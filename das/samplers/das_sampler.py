@@ -191,7 +191,7 @@ class DASSampler(Sampler):
         self.head_hidden = nn.Linear(pooled, self.heads * hidden)
         self.head_weight = nn.Parameter(torch.empty(self.heads, hidden, k))
         self.head_bias = nn.Parameter(torch.zeros(self.heads, k))
-        nn.init.uniform_(self.head_weight, -hidden**-0.5, hidden**-0.5)  # nn.Linear's default range
+        nn.init.uniform_(self.head_weight, -(hidden**-0.5), hidden**-0.5)  # nn.Linear's default range
         self.temperature_mlp = (
             nn.Sequential(nn.Linear(pooled, _TEMPERATURE_HIDDEN), nn.ReLU(), nn.Linear(_TEMPERATURE_HIDDEN, 1))
             if adaptive_temperature

@@ -26,9 +26,7 @@ from torch import Tensor
 from das.samplers.base import Selection, apply_selection, one_hot_rows
 
 
-def gumbel_noise(
-    shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None = None
-) -> Tensor:
+def gumbel_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None = None) -> Tensor:
     """Standard Gumbel(0, 1) noise in float32, drawn from ``generator`` (or the global RNG of ``device``).
 
     The draw happens on the generator's own device, so a seeded CPU generator gives the same noise
