@@ -9,9 +9,6 @@ STAMP := $(VENV)/.installed
 # Parameter profile of `make book`: quick (a laptop, minutes), paper (the full protocol, meant for a
 # GPU) or smallest (what CI runs, seconds per chapter); see notebooks/parameters.yml.
 PROFILE ?= quick
-# MedMNIST npz folder; a sibling shared/data/medmnist checkout is used when present.
-DAS_DATA_DIR ?= $(if $(wildcard ../shared/data/medmnist),$(abspath ../shared/data/medmnist),)
-export DAS_DATA_DIR
 
 .PHONY: setup book test nbval-refs clean
 
@@ -23,20 +20,25 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-# Lint and format checks (ruff); unit tests; then nbval: the reference notebooks in tests/nbval rerun, outputs of the cells marked
-# NBVAL_CHECK_OUTPUT compared; then every chapter in the smallest profile and a -W build of the book
-# from those runs (into _build/ci), so a broken chapter fails CI.
+# Lint and format checks (ruff); unit tests; the data the chapters read (downloaded and verified by
+# das.data.fetch, which stops here with one line when they cannot be had); then nbval: the reference
+# notebooks in tests/nbval rerun, outputs of the cells marked NBVAL_CHECK_OUTPUT compared; then every
+# chapter in the smallest profile and a -W build of the book from those runs (into _build/ci), so a
+# broken chapter fails CI.
 test: $(STAMP)
 	$(BIN)/ruff check das tests notebooks
 	$(BIN)/ruff format --check das tests notebooks
 	$(BIN)/python -m pytest tests
+	$(BIN)/python -m das.data.fetch --book
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval/sanitize.cfg tests/nbval
 	$(BIN)/python -m das.book build --profile smallest --path-output _build/ci
 
-# Run every chapter (PROFILE=quick by default; PROFILE=paper for the full protocol) with papermill,
-# reusing runs whose source, parameters and package are unchanged, then build _build/html.
+# Fetch and verify the data the chapters read (das.data.fetch), then run every chapter (PROFILE=quick
+# by default; PROFILE=paper for the full protocol) with papermill, reusing runs whose source,
+# parameters and package are unchanged, then build _build/html.
 book: $(STAMP)
+	$(BIN)/python -m das.data.fetch --book
 	$(BIN)/python -m das.book build --profile $(PROFILE)
 
 # Rewrite the nbval references (tests/nbval/*.ipynb) from the smallest profile; review the diff.

@@ -26,7 +26,8 @@ from torch import Tensor
 from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataloader
 from das.flops import count_flops
 from das.model import SubsampledClassifier
-from das.results import package_digest, write_json_atomic
+from das.provenance import package_digest
+from das.results import write_json_atomic
 from das.samplers import make_sampler
 from das.train import resolve_device
 

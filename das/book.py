@@ -39,7 +39,7 @@ import mathjax
 import nbformat
 import yaml
 
-from das.results import package_digest
+from das.provenance import package_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -145,12 +145,10 @@ def cache_key(source: Path, parameters: dict[str, object], package: str) -> str:
 
 
 def kernel_environment() -> None:
-    """Environment the kernels inherit: the package importable, the data folder, no debugger noise."""
+    """Environment the kernels inherit: the package importable, no debugger noise (the data folder is
+    ``das.data.medmnist3d.default_root()`` in the kernel too)."""
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    sibling = ROOT.parent / "shared" / "data" / "medmnist"  # the Makefile's default, for direct calls
-    if not os.environ.get("DAS_DATA_DIR") and sibling.is_dir():
-        os.environ["DAS_DATA_DIR"] = str(sibling)
     # ipykernel's debugger otherwise warns about frozen modules on every kernel start.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 

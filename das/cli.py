@@ -21,9 +21,9 @@ from das.augment import AUGMENTATIONS
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
-from das.results import format_summary, result_path, write_summary
+from das.results import format_summary, write_summary
 from das.samplers import SAMPLERS
-from das.sweep import EXECUTORS, Run, profile_runs, run_one, run_sweep, stored_record, table1_configs
+from das.sweep import EXECUTORS, Run, check_writable, profile_runs, run_sweep, stored_record, table1_configs
 from das.train import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig, build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
@@ -213,24 +213,26 @@ def _run_train(args: argparse.Namespace) -> int:
             config = get_profile(args.profile).config(args.dataset, args.method, args.seed, **overrides)
         else:
             config = TrainConfig(dataset=args.dataset, method=args.method, seed=args.seed, **overrides)
-        profile = args.profile or "custom"
-        path = result_path(args.results_dir, profile, config.dataset, config.method, config.seed)
-        if not args.force and stored_record(Run(profile, config), args.results_dir) is not None:
-            print(f"{path} exists with these settings; not retraining (use --force to rerun)")
-            return 0
-        splits = load_splits(config)
-        # Build the model once now so that bad sampler options fail here, as a usage error.
-        build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+        run = Run(args.profile or "custom", config)
+        check_writable(args.results_dir)
+        if args.force or stored_record(run, args.results_dir) is None:
+            # Build the model once now so that bad sampler options fail here, as a usage error.
+            splits = load_splits(config)
+            build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    path = run_one(config, profile=profile, results_dir=args.results_dir, force=args.force, splits=splits)
-    record = json.loads(path.read_text())
+    [outcome] = run_sweep([run], args.results_dir, force=args.force, progress=not config.quiet, raise_on_failure=False)
+    if outcome.error is not None:
+        print(f"FAILED {run.label}: {outcome.error}", file=sys.stderr)
+        return 1
+    record = outcome.record
     metrics = ", ".join(
         f"{name} {value:.4f}" if value is not None else f"{name} n/a" for name, value in record["metrics"].items()
     )
+    how = "trained" if outcome.trained else "read back (stored with these settings; --force retrains)"
     print(
         f"{config.dataset}/{config.method} seed {config.seed}: {metrics} "
-        f"({record['epochs_run']} epochs, best {record['best_epoch']}) -> {path}"
+        f"({record['epochs_run']} epochs, best {record['best_epoch']}; {how}) -> {outcome.path}"
     )
     return 0
 

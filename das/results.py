@@ -35,23 +35,20 @@ A stored record stands for a config only if :func:`stale_reasons` finds nothing:
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
 import math
 import os
-import platform
 import tempfile
 import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from das.metrics import METRICS
+from das.provenance import machine, training_digest, versions
 
 if TYPE_CHECKING:
     from das.train import TrainConfig, TrainResult
@@ -72,82 +69,6 @@ def checkpoint_path(results_dir: str | Path, profile: str, dataset: str, method:
     return Path(results_dir) / profile / "checkpoints" / dataset / method / f"seed{seed}.pt"
 
 
-def package_digest() -> str:
-    """Hash of every source file of the ``das`` package: a notebook's output or a benchmark's figures
-    depend on all of them."""
-    package = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package.parent).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def versions() -> dict[str, str]:
-    """Versions that decide the numbers: python, torch, torchvision, numpy, scikit-learn, das."""
-    import numpy
-    import sklearn
-    import torch
-    import torchvision
-
-    import das
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,
-        "das": das.__version__,
-    }
-
-
-@cache
-def training_digest() -> str:
-    """Hash of the sources a run's numbers depend on: :mod:`das.train` and every module of the package
-    it imports, directly or not (not the command line, the book or the benchmark)."""
-    package = Path(__file__).parent
-    seen: set[Path] = set()
-    todo = [package / "train.py"]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
-            )
-            for name in names:
-                if name == "das" or name.startswith("das."):
-                    parts = name.split(".")[1:]
-                    target = package.joinpath(*parts)
-                    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-                        if candidate.is_file():
-                            todo.append(candidate)
-                    for parent in range(len(parts)):  # importing das.a.b runs das/a/__init__.py too
-                        init = package.joinpath(*parts[:parent], "__init__.py")
-                        if init.is_file():
-                            todo.append(init)
-    digest = hashlib.sha256()
-    for path in sorted(seen):
-        digest.update(path.relative_to(package.parent).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def platform_info() -> dict[str, Any]:
-    """The kind of machine a run or a measurement ran on (no host names)."""
-    return {
-        "system": platform.system(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
 def make_record(group: str, result: TrainResult) -> dict[str, Any]:
     """The JSON record of a finished run stored under ``group`` (see the module docstring)."""
     config = result.config
@@ -161,7 +82,7 @@ def make_record(group: str, result: TrainResult) -> dict[str, Any]:
         "provenance": {
             "versions": versions(),
             "training_digest": training_digest(),
-            "platform": platform_info(),
+            "platform": machine(),
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }

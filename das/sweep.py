@@ -22,21 +22,31 @@ profile's Table 1, the variants of an ablation, the runs a chapter needs) and re
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from das.profiles import get_profile
-from das.results import checkpoint_path, make_record, result_path, stale_reasons, write_json_atomic
+from das.results import (
+    DamagedRecordWarning,
+    checkpoint_path,
+    make_record,
+    read_record,
+    result_path,
+    stale_reasons,
+    write_json_atomic,
+)
 from das.train import Splits, TrainConfig, checkpoint_differences, load_splits, train
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -85,13 +95,16 @@ class SweepFailed(RuntimeError):
 
 
 def stored_record(run: Run, results_dir: str | Path) -> dict[str, Any] | None:
-    """The run's stored record if it is current for its config, else ``None``."""
+    """The run's stored record if it is current for its config, else ``None``. A stored file that is
+    not a valid record is named in a :class:`~das.results.DamagedRecordWarning` (and so retrained)."""
     path = run.path(results_dir)
     if not path.exists():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    record, problems = read_record(path)
+    if record is None:
+        warnings.warn(
+            f"{path}: not a valid run record ({problems[0]}); it will be retrained", DamagedRecordWarning, stacklevel=2
+        )
         return None
     return None if stale_reasons(record, run.config) else record
 
@@ -275,16 +288,15 @@ def run_sweep(
     if duplicates:
         raise ValueError(f"two runs of the sweep share a result file: {', '.join(duplicates)}")
 
+    check_writable(results_dir)
     outcomes = [Outcome(run, path) for run, path in zip(runs, paths)]
     pending = []
     for outcome in outcomes:
         record = None if force else stored_record(outcome.run, results_dir)
         if record is not None and (not keep_checkpoint or outcome.run.checkpoint(checkpoint_root).exists()):
             outcome.record = record
-            continue
-        if force:
-            outcome.run.checkpoint(checkpoint_root).unlink(missing_ok=True)
-        pending.append(outcome)
+        else:
+            pending.append(outcome)
 
     show = progress is not False
     bar = tqdm(
@@ -301,12 +313,15 @@ def run_sweep(
         if show:
             bar.write(_summary_line(outcome), file=sys.stderr)
 
-    try:
-        if pending and executor == "local":
-            _run_local(pending, results_dir, checkpoint_root, keep_checkpoint, report)
-        elif pending:
+    def execute(batch: list[Outcome]) -> None:
+        if force:
+            for outcome in batch:
+                outcome.run.checkpoint(checkpoint_root).unlink(missing_ok=True)
+        if batch and executor == "local":
+            _run_local(batch, results_dir, checkpoint_root, keep_checkpoint, report)
+        elif batch:
             _run_ray(
-                pending,
+                batch,
                 results_dir,
                 checkpoint_root,
                 keep_checkpoint,
@@ -317,13 +332,67 @@ def run_sweep(
                 gpus_per_run=gpus_per_run,
                 max_retries=max_retries,
             )
+
+    locks: list[FileLock] = []
+    try:
+        mine, theirs = [], []
+        for outcome in pending:  # a run another sweep is training now is left to it (see run_lock)
+            lock = run_lock(outcome.run, results_dir)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                theirs.append((outcome, lock))
+                continue
+            locks.append(lock)
+            mine.append(outcome)
+        execute(mine)
+        for outcome, lock in theirs:
+            if show:
+                print(f"waiting for another sweep to finish {outcome.run.label}", file=sys.stderr)
+            lock.acquire()  # released when that sweep writes the record, fails, or dies
+            locks.append(lock)
+            record = stored_record(outcome.run, results_dir)
+            if record is not None and not force:
+                outcome.record = record
+                report(outcome)
+            else:
+                execute([outcome])
     finally:
+        for lock in locks:
+            lock.release()
         bar.close()
-    if show and pending:
-        print(f"{len(pending)} run(s) trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    trained = sum(o.trained for o in outcomes)
+    if show and trained:
+        print(f"{trained} run(s) trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if raise_on_failure and any(o.error is not None for o in outcomes):
         raise SweepFailed(outcomes)
     return outcomes
+
+
+def run_lock(run: Run, results_dir: str | Path) -> FileLock:
+    """The lock a sweep holds while it trains ``run``: an OS file lock on
+    ``<results_dir>/.locks/<group>/<dataset>/<method>/seed<N>.lock``, so two sweeps over one store never
+    train the same run at once. The operating system releases it when its holder exits, however it
+    exits, so a killed sweep leaves no stale lock (on a network filesystem, this needs working
+    ``flock``)."""
+    c = run.config
+    path = Path(results_dir) / ".locks" / run.group / c.dataset / c.method / f"seed{c.seed}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, thread_local=False)
+
+
+def check_writable(folder: str | Path) -> None:
+    """``ValueError`` naming ``folder`` unless a file can be created in it (created if missing), so an
+    unwritable store fails before any training, not after the first run."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"results folder {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"results folder {folder} is not writable: {error.strerror or error}") from None
 
 
 def profile_runs(

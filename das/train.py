@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -62,6 +64,7 @@ from das.data.medmnist3d import MEDMNIST3D_FLAGS, check_size
 from das.flops import count_flops
 from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
 from das.model import BACKBONES, POOLS, SubsampledClassifier
+from das.results import training_digest
 from das.samplers import SAMPLERS, make_sampler
 
 SAMPLER_LR_FACTOR = 10.0  # default sampler_lr = SAMPLER_LR_FACTOR * lr (DPS's choice, SPEC 1.1)
@@ -392,31 +395,73 @@ def resume_differences(config: TrainConfig, stored: dict[str, Any], epochs_done:
     return differ
 
 
+class DamagedCheckpointWarning(UserWarning):
+    """A checkpoint could not be read; it was set aside (renamed ``*.damaged``) and the run starts over."""
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or ``None`` when there is none. A file that cannot be read as a
+    checkpoint (truncated, garbled) is renamed to ``<name>.damaged`` with a
+    :class:`DamagedCheckpointWarning` naming it, and ``None`` is returned: the run starts over."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or not {"config", "epoch", "model", "optimizer"} <= set(state):
+            raise ValueError("not a training checkpoint")
+    except Exception as error:  # noqa: BLE001 -- any unreadable file is set aside, not trusted
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        warnings.warn(
+            f"checkpoint {path} is damaged ({type(error).__name__}: {str(error)[:200]}); moved to "
+            f"{aside} and the run starts over",
+            DamagedCheckpointWarning,
+            stacklevel=2,
+        )
+        return None
+    return state
+
+
+def _checkpoint_differences(state: dict[str, Any], config: TrainConfig) -> list[str]:
+    differ = resume_differences(config, state["config"], state["epoch"])
+    if state.get("training_digest") != training_digest():
+        differ.append("training code")
+    return differ
+
+
 def checkpoint_differences(path: Path, config: TrainConfig) -> list[str]:
-    """Settings in which the checkpoint at ``path`` differs from ``config`` (see
-    :func:`resume_differences`); empty when :func:`train` can resume from it."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return resume_differences(config, state["config"], state["epoch"])
+    """Why the checkpoint at ``path`` cannot continue as ``config`` (see :func:`resume_differences`;
+    also when the training code changed since it was written); empty when :func:`train` can resume
+    from it or there is no readable checkpoint."""
+    state = read_checkpoint(path)
+    return [] if state is None else _checkpoint_differences(state, config)
 
 
 def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
-    if not path.exists():
+    state = read_checkpoint(path)
+    if state is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    differ = resume_differences(config, state["config"], state["epoch"])
+    differ = _checkpoint_differences(state, config)
     if differ:
         raise ValueError(
-            f"checkpoint {path} belongs to a different config (fields {', '.join(differ)} differ); "
+            f"checkpoint {path} belongs to a different config ({', '.join(differ)} differ); "
             "delete it or rerun with force to start over"
         )
     return state
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (a temporary file of its own in the same folder, then a
+    rename), so a crash mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({**state, "training_digest": training_digest()}, file)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _flops_per_volume(model: SubsampledClassifier, volume: Tensor) -> int:

@@ -63,7 +63,8 @@ import pandas as pd
 import torch
 
 from das.bench import BenchConfig, check_targets, features_label, run_bench
-from das.book import ROOT, glue, package_digest
+from das.book import ROOT, glue
+from das.provenance import package_digest
 
 torch.set_num_threads(threads)
 config = BenchConfig(

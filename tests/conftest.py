@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-# The real MedMNIST files live outside the repository: $DAS_DATA_DIR, else the sibling checkout
-# folder ../shared/data/medmnist. They are never copied into the repo.
-SIBLING_DATA_DIR = Path(__file__).parents[2] / "shared" / "data" / "medmnist"
-
 
 @pytest.fixture(scope="session")
 def medmnist_dir() -> Path:
-    """Folder with the real ``adrenalmnist3d.npz`` and ``adrenalmnist3d_64.npz``; skips when absent."""
-    folder = Path(os.environ["DAS_DATA_DIR"]) if os.environ.get("DAS_DATA_DIR") else SIBLING_DATA_DIR
+    """Folder with the real ``adrenalmnist3d.npz`` and ``adrenalmnist3d_64.npz`` (never copied into the
+    repository): ``das.data.medmnist3d.default_root()``; skips when the files are absent."""
+    from das.data.medmnist3d import DatasetNotFoundError, default_root
+
+    try:
+        folder = default_root()
+    except DatasetNotFoundError as error:
+        pytest.skip(f"real MedMNIST data not found: {error}")
     missing = [f for f in ("adrenalmnist3d.npz", "adrenalmnist3d_64.npz") if not (folder / f).is_file()]
     if missing:
         pytest.skip(
             f"real MedMNIST data not found: {', '.join(missing)} missing in {folder} "
-            f"(set DAS_DATA_DIR or place the files in ../shared/data/medmnist)"
+            f"(set DAS_DATA_DIR, or run python -m das.data.fetch --book)"
         )
     return folder
 

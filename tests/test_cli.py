@@ -127,7 +127,7 @@ def test_train_then_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         ],
         capsys,
     )
-    assert status == 0 and "exists" in out  # not retrained
+    assert status == 0 and "read back" in out  # not retrained
     status, out, _ = run_main(["summary", "--profile", "custom", "--results-dir", str(tmp_path)], capsys)
     assert status == 0 and "uniform" in out and "±" in out
     assert (tmp_path / "custom" / "summary.csv").exists() and (tmp_path / "custom" / "summary.md").exists()

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import das.data.fetch
+import das.data.medmnist3d
 from das.data import (
     DATASETS,
     CorruptDatasetError,
@@ -86,6 +88,7 @@ def test_root_falls_back_to_env_then_medmnist_default(tmp_path: Path, monkeypatc
     medmnist_writer(env_dir / "nodulemnist3d.npz", "nodulemnist3d", seed=1)
     medmnist_writer(default_dir / "nodulemnist3d.npz", "nodulemnist3d", seed=2)
     monkeypatch.setattr(medmnist.info, "DEFAULT_ROOT", str(default_dir))
+    monkeypatch.setattr(das.data.medmnist3d, "SIBLING_DATA_DIR", tmp_path / "no-sibling-checkout")
     monkeypatch.setenv("DAS_DATA_DIR", str(env_dir))
     from_env = load_medmnist3d("nodule", "train")
     monkeypatch.delenv("DAS_DATA_DIR")
@@ -106,19 +109,20 @@ def test_missing_file_says_where_and_how(tmp_path: Path) -> None:
         assert part in message
 
 
-def test_download_goes_through_medmnist(tmp_path: Path, monkeypatch, medmnist_writer) -> None:
-    """download=True calls medmnist's own dataset class; its network download is replaced by a writer
-    of a fixture file, so no network is used."""
-    calls: list[tuple[str, str, str]] = []
+def test_download_goes_through_fetch(tmp_path: Path, monkeypatch, medmnist_writer) -> None:
+    """download=True uses das.data.fetch's verified download with medmnist's URL and MD5; the network
+    download is replaced by a writer of a fixture file (tests/test_data_fetch.py serves real bytes)."""
+    calls: list[tuple[str, str, Path]] = []
 
-    def fake_download(self: medmnist.dataset.MedMNIST) -> None:
-        calls.append((type(self).__name__, self.root, self.size_flag))
-        medmnist_writer(Path(self.root) / f"{self.flag}{self.size_flag}.npz", self.flag, size=self.size)
+    def fake_download(url: str, md5: str, path: Path) -> None:
+        calls.append((url, md5, path))
+        medmnist_writer(path, "fracturemnist3d", size=64)
 
-    monkeypatch.setattr(medmnist.dataset.MedMNIST, "download", fake_download)
+    monkeypatch.setattr(das.data.fetch, "download", fake_download)
     root = tmp_path / "new" / "folder"  # created on demand
     ds = load_medmnist3d("fracture", "test", size=64, root=root, download=True)
-    assert calls == [("FractureMNIST3D", str(root), "_64")]
+    info = medmnist.INFO["fracturemnist3d"]
+    assert calls == [(info["url_64"], info["MD5_64"], root / "fracturemnist3d_64.npz")]
     assert ds.images.shape == (4, 64, 1, 64, 64) and ds.label_names[0] == "buckle rib fracture"
     load_medmnist3d("fracture", "val", size=64, root=root, download=True)
     assert len(calls) == 1  # the file is there now: no second download

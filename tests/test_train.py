@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -13,10 +12,9 @@ from sklearn.metrics import roc_auc_score
 
 import das.samplers.base
 import das.train
+from das.data.medmnist3d import default_root
 from das.metrics import UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate, selection_histogram
 from das.train import Evaluation, TrainConfig, load_splits, train
-
-DATA_DIR = Path(os.environ.get("DAS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data" / "medmnist"))
 
 
 def tiny(**overrides: object) -> TrainConfig:
@@ -229,12 +227,13 @@ def test_k_is_round_ratio_times_t_and_full_keeps_all(method: str, ratio: float, 
 
 
 def test_real_adrenalmnist3d_trains_end_to_end() -> None:
-    if not (DATA_DIR / "adrenalmnist3d.npz").exists():
-        pytest.skip(f"real AdrenalMNIST3D not found in {DATA_DIR} (set DAS_DATA_DIR)")
+    data_dir = default_root()  # where the real MedMNIST files are looked for
+    if not (data_dir / "adrenalmnist3d.npz").exists():
+        pytest.skip(f"real AdrenalMNIST3D not found in {data_dir} (set DAS_DATA_DIR)")
     config = TrainConfig(
         dataset="adrenalmnist3d",
         method="das",
-        data_dir=str(DATA_DIR),
+        data_dir=str(data_dir),
         epochs=1,
         max_train_samples=16,
         max_eval_samples=16,

@@ -1,7 +1,7 @@
 """The six MedMNIST3D datasets (MedMNIST v2, Yang et al., Scientific Data 2023, CC BY 4.0).
 
 Built on the ``medmnist`` package: names, label names, task type, download URLs and MD5 sums come
-from ``medmnist.INFO``, and downloading goes through medmnist's own dataset class. Reading is ours:
+from ``medmnist.INFO``; downloading is :mod:`das.data.fetch` (MD5-verified). Reading is ours:
 the npz is loaded once into a ``uint8`` tensor ``[N, T=D, C=1, H, W]`` (medmnist's per-item path
 returns float64 arrays one at a time, far slower to batch).
 """
@@ -50,23 +50,32 @@ def medmnist_filename(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
+# A data checkout beside the clone (``<clone>/../shared/data/medmnist``) is used when it exists.
+SIBLING_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "medmnist"
+
+
 def default_root() -> Path:
-    """``$DAS_DATA_DIR`` when set, else medmnist's default folder (``~/.medmnist``)."""
+    """Where the MedMNIST npz files live; the one place that decides it.
+
+    ``$DAS_DATA_DIR`` when set; else :data:`SIBLING_DATA_DIR` when that folder exists; else medmnist's
+    default folder (``~/.medmnist``). ``DatasetNotFoundError`` when none applies.
+    """
     env = os.environ.get("DAS_DATA_DIR")
     if env:
         return Path(env).expanduser()
+    if SIBLING_DATA_DIR.is_dir():
+        return SIBLING_DATA_DIR
     if medmnist.info.DEFAULT_ROOT is None:  # medmnist could not create ~/.medmnist
         raise DatasetNotFoundError("no data folder: pass root=..., or set the environment variable DAS_DATA_DIR")
     return Path(medmnist.info.DEFAULT_ROOT)
 
 
 def download_medmnist3d(flag: str, size: int, root: Path) -> None:
-    """Download ``flag`` at ``size`` into ``root`` through medmnist's own dataset class (which checks
-    the MD5 and skips the download when a verified file is already there)."""
-    root.mkdir(parents=True, exist_ok=True)
-    dataset_class = getattr(medmnist, medmnist.INFO[flag]["python_class"])
-    # The class reads one split after downloading; "val" is the smallest to read.
-    dataset_class(split="val", root=str(root), size=size, download=True)
+    """Download ``flag`` at ``size`` into ``root`` unless a verified copy is there: the same
+    MD5-checked path as ``python -m das.data.fetch`` (:func:`das.data.fetch.ensure_file`)."""
+    from das.data.fetch import ensure_file  # fetch imports this module
+
+    ensure_file(flag, size, root)
 
 
 def check_size(flag: str, size: object) -> None:
@@ -92,8 +101,8 @@ def load_medmnist3d(
         name: medmnist flag (``"adrenalmnist3d"``) or short name (``"adrenal"``).
         split: ``"train"``, ``"val"`` or ``"test"`` (the official MedMNIST splits).
         size: 28 or 64 (volumes of size^3).
-        root: folder holding the npz files; default ``$DAS_DATA_DIR``, then ``~/.medmnist``.
-        download: fetch the file through ``medmnist`` when missing (needs the internet).
+        root: folder holding the npz files; default :func:`default_root`.
+        download: fetch the file when missing (needs the internet; MD5-verified).
 
     Raises:
         ValueError: unknown name, split or size.
@@ -115,7 +124,8 @@ def load_medmnist3d(
             raise DatasetNotFoundError(
                 f"{path.name} not found in {folder}. Get it with download=True (needs the internet), "
                 f"or download it by hand from {info[f'url{suffix}']} (MD5 {info[f'MD5{suffix}']}) "
-                f"into that folder; the folder comes from root=, else $DAS_DATA_DIR, else ~/.medmnist."
+                f"into that folder; the folder comes from root=, else $DAS_DATA_DIR, else a shared/data/medmnist "
+                f"checkout beside the clone, else ~/.medmnist."
             )
     images, labels = _read_split(path, split)
     return VolumeDataset(
