@@ -28,10 +28,11 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from filelock import FileLock, Timeout
@@ -109,13 +110,18 @@ def stored_record(run: Run, results_dir: str | Path) -> dict[str, Any] | None:
     return None if stale_reasons(record, run.config) else record
 
 
-def train_run(run: Run, checkpoint_root: str | Path, splits: Splits | None = None) -> dict[str, Any]:
+def train_run(
+    run: Run,
+    checkpoint_root: str | Path,
+    splits: Splits | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
     """Train ``run`` (resuming its checkpoint when it has one of the same settings) and return its
     record; the caller writes it. A checkpoint of other settings is discarded."""
     checkpoint = run.checkpoint(checkpoint_root)
     if checkpoint.exists() and checkpoint_differences(checkpoint, run.config):
         checkpoint.unlink()
-    result = train(run.config, splits, checkpoint=checkpoint)
+    result = train(run.config, splits, checkpoint=checkpoint, on_epoch=on_epoch)
     return make_record(run.group, result)
 
 
@@ -130,6 +136,53 @@ def _drop_checkpoint(run: Run, checkpoint_root: str | Path) -> None:
             folder.rmdir()
         except OSError:  # another process put something there meanwhile
             break
+
+
+class _Progress:
+    """A sweep's progress on a text stream: a line per finished run (dataset, method, seed, test AUC,
+    wall time) and, for runs trained in this process, a line per epoch with the time left (a bar
+    instead, when the stream is a terminal)."""
+
+    def __init__(self, stream: TextIO | None, total: int) -> None:
+        self.stream, self.total, self.done, self.start = stream, total, 0, time.perf_counter()
+        terminal = stream is not None and stream.isatty()
+        self.bar = tqdm(total=total, desc="runs", unit="run", file=stream, disable=not terminal or not total)
+        self.epoch_lines = stream is not None and not terminal
+        self.run_start, self.first_epoch = self.start, 0
+
+    def _write(self, line: str) -> None:
+        if self.stream is not None:
+            self.bar.write(line, file=self.stream)
+            self.stream.flush()
+
+    def begin(self) -> None:
+        self.run_start, self.first_epoch = time.perf_counter(), 0
+
+    def epoch(self, outcome: Outcome, entry: dict[str, float]) -> None:
+        if not self.epoch_lines:
+            return
+        epoch, epochs = int(entry["epoch"]), outcome.run.config.epochs
+        self.first_epoch = self.first_epoch or epoch  # a resumed run starts past epoch 1
+        run_elapsed = time.perf_counter() - self.run_start
+        run_left = run_elapsed / (epoch - self.first_epoch + 1) * (epochs - epoch)
+        per_run = (time.perf_counter() - self.start) / max(self.done, 1) if self.done else run_elapsed + run_left
+        left = run_left + per_run * (self.total - self.done - 1)
+        self._write(
+            f"[run {self.done + 1}/{self.total}] {outcome.run.label}: epoch {epoch}/{epochs}, "
+            f"about {_duration(left)} left"
+        )
+
+    def finish(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.bar.update(1)
+        self._write(f"[run {self.done}/{self.total}] {_summary_line(outcome)}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
@@ -163,21 +216,24 @@ def _fail(outcome: Outcome, error: BaseException) -> None:
     outcome.traceback = "".join(traceback.format_exception(error))
 
 
-def _run_local(pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, report) -> None:
+def _run_local(
+    pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, progress: _Progress
+) -> None:
     loaded: dict[tuple[Any, ...], Splits] = {}
     for outcome in pending:
         config = outcome.run.config
+        progress.begin()
         try:
             key = _data_key(config)
             if key not in loaded:
                 loaded = {key: load_splits(config)}  # one dataset in memory at a time
-            record = train_run(outcome.run, checkpoint_root, loaded[key])
+            record = train_run(outcome.run, checkpoint_root, loaded[key], partial(progress.epoch, outcome))
             _finish(outcome, record, results_dir, checkpoint_root, keep_checkpoint)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # noqa: BLE001 -- reported with its config; the sweep goes on
             _fail(outcome, error)
-        report(outcome)
+        progress.finish(outcome)
 
 
 def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads: int) -> dict[str, Any]:
@@ -191,7 +247,7 @@ def _run_ray(
     results_dir: Path,
     checkpoint_root: Path,
     keep_checkpoint: bool,
-    report,
+    progress: _Progress,
     *,
     address: str | None,
     workers: int | None,
@@ -225,7 +281,7 @@ def _run_ray(
                 _finish(outcome, ray.get(done), results_dir, checkpoint_root, keep_checkpoint)
             except Exception as error:  # noqa: BLE001 -- a RayTaskError wraps the run's own exception
                 _fail(outcome, getattr(error, "cause", None) or error)
-            report(outcome)
+            progress.finish(outcome)
     finally:
         if started_here:
             ray.shutdown()
@@ -256,7 +312,7 @@ def run_sweep(
     force: bool = False,
     keep_checkpoint: bool = False,
     max_retries: int = 3,
-    progress: bool | None = None,
+    progress: bool | TextIO = True,
     raise_on_failure: bool = True,
 ) -> list[Outcome]:
     """Train or read back every run of ``runs``; one :class:`Outcome` per run, in order.
@@ -264,10 +320,10 @@ def run_sweep(
     On Ray, a run without ``num_threads`` gets ``cpus_per_run`` (its outcome's config says so).
     ``force`` retrains runs that are stored and current (their checkpoints discarded).
     ``keep_checkpoint`` keeps each run's last checkpoint (chapters that inspect the trained model)
-    and retrains a stored run whose checkpoint is gone. Progress goes to stderr: one line per
-    finished run (dataset, method, seed, test AUC, wall time) and, on a terminal, a bar over the
-    runs; ``progress=False`` silences both. With ``raise_on_failure``, a
-    sweep with failed runs raises :class:`SweepFailed` at the end, after every other run finished.
+    and retrains a stored run whose checkpoint is gone. ``progress``: report to stderr (``True``), to
+    a text stream, or not at all (``False``): a line per finished run and per epoch with the time
+    left, or a bar on a terminal. With ``raise_on_failure``, a sweep with failed runs raises
+    :class:`SweepFailed` at the end, after every other run finished.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
@@ -298,34 +354,23 @@ def run_sweep(
         else:
             pending.append(outcome)
 
-    show = progress is not False
-    bar = tqdm(
-        total=len(pending),
-        desc="runs",
-        unit="run",
-        file=sys.stderr,
-        disable=not show or not pending or not sys.stderr.isatty(),
-    )
+    stream = sys.stderr if progress is True else (progress or None)
+    reporter = _Progress(stream, len(pending))
     start = time.perf_counter()
-
-    def report(outcome: Outcome) -> None:
-        bar.update(1)
-        if show:
-            bar.write(_summary_line(outcome), file=sys.stderr)
 
     def execute(batch: list[Outcome]) -> None:
         if force:
             for outcome in batch:
                 outcome.run.checkpoint(checkpoint_root).unlink(missing_ok=True)
         if batch and executor == "local":
-            _run_local(batch, results_dir, checkpoint_root, keep_checkpoint, report)
+            _run_local(batch, results_dir, checkpoint_root, keep_checkpoint, reporter)
         elif batch:
             _run_ray(
                 batch,
                 results_dir,
                 checkpoint_root,
                 keep_checkpoint,
-                report,
+                reporter,
                 address=address,
                 workers=workers,
                 cpus_per_run=cpus_per_run,
@@ -347,23 +392,23 @@ def run_sweep(
             mine.append(outcome)
         execute(mine)
         for outcome, lock in theirs:
-            if show:
-                print(f"waiting for another sweep to finish {outcome.run.label}", file=sys.stderr)
+            if stream is not None:
+                print(f"waiting for another sweep to finish {outcome.run.label}", file=stream)
             lock.acquire()  # released when that sweep writes the record, fails, or dies
             locks.append(lock)
             record = stored_record(outcome.run, results_dir)
             if record is not None and not force:
                 outcome.record = record
-                report(outcome)
+                reporter.finish(outcome)
             else:
                 execute([outcome])
     finally:
         for lock in locks:
             lock.release()
-        bar.close()
+        reporter.close()
     trained = sum(o.trained for o in outcomes)
-    if show and trained:
-        print(f"{trained} run(s) trained in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if stream is not None and trained:
+        print(f"{trained} run(s) trained in {_duration(time.perf_counter() - start)}", file=stream)
     if raise_on_failure and any(o.error is not None for o in outcomes):
         raise SweepFailed(outcomes)
     return outcomes

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -527,12 +527,19 @@ def _progress_disabled(config: TrainConfig) -> bool:
     return config.quiet or not sys.stderr.isatty()
 
 
-def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str | Path | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train ``config`` and test its best epoch. ``splits`` defaults to :func:`load_splits`.
 
     With ``checkpoint`` (a file path), the state after every epoch is saved there and, when the file
     already exists for the same config (``epochs`` may differ), training resumes after its last
-    epoch. The file is left in place; the caller removes it once the result is stored.
+    epoch. The file is left in place; the caller removes it once the result is stored. ``on_epoch``
+    is called with each finished epoch's history entry (progress reports).
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -672,6 +679,8 @@ def train(config: TrainConfig, splits: Splits | None = None, *, checkpoint: str 
                 )
             epochs_bar.update(1)
             epochs_bar.set_postfix(val_loss=f"{val.loss:.3f}", best=best_epoch)
+            if on_epoch is not None:
+                on_epoch(history[-1])
         epochs_bar.close()
         for parameter in sampler_params:
             parameter.requires_grad_(True)
