@@ -6,9 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Parameter profile of `make book`: quick (a laptop, minutes), paper (the full protocol, meant for a
-# GPU) or smallest (what CI runs, seconds per chapter); see notebooks/parameters.yml.
-PROFILE ?= quick
+# Book scale of `make book`: laptop (minutes on a CPU), gpu (the full protocol, meant for a GPU) or ci
+# (what CI runs, seconds per chapter); see notebooks/parameters.yml.
+SCALE ?= laptop
 
 .PHONY: setup book test nbval-refs clean
 
@@ -20,28 +20,27 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)
 
-# Lint and format checks (ruff); unit tests; the data the chapters read (downloaded and verified by
-# das.data.fetch, which stops here with one line when they cannot be had); then nbval: the reference
-# notebooks in tests/nbval rerun, outputs of the cells marked NBVAL_CHECK_OUTPUT compared; then every
-# chapter in the smallest profile and a -W build of the book from those runs (into _build/ci), so a
+# Lint and format checks (ruff); the data the tests and chapters read (downloaded and verified by
+# das.data.fetch, which stops here with one line when they cannot be had); unit tests; nbval: the
+# reference notebooks in tests/nbval rerun, outputs of the cells tagged nbval-check-output compared;
+# then every chapter at the ci scale and a -W build of the book from those runs (into _build/ci), so a
 # broken chapter fails CI.
 test: $(STAMP)
 	$(BIN)/ruff check das tests notebooks
 	$(BIN)/ruff format --check das tests notebooks
-	$(BIN)/python -m pytest tests
 	$(BIN)/python -m das.data.fetch --book
+	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval/sanitize.cfg tests/nbval
-	$(BIN)/python -m das.book build --profile smallest --path-output _build/ci
+	$(BIN)/python -m das.book build --scale ci --path-output _build/ci
 
-# Fetch and verify the data the chapters read (das.data.fetch), then run every chapter (PROFILE=quick
-# by default; PROFILE=paper for the full protocol) with papermill, reusing runs whose source,
-# parameters and package are unchanged, then build _build/html.
+# Fetch and verify the data the chapters read (das.data.fetch), run every chapter (SCALE=laptop by
+# default; SCALE=gpu for the full protocol) with papermill, reusing runs whose source, parameters and
+# package are unchanged, then build _build/html.
 book: $(STAMP)
-	$(BIN)/python -m das.data.fetch --book
-	$(BIN)/python -m das.book build --profile $(PROFILE)
+	$(BIN)/python -m das.book build --scale $(SCALE)
 
-# Rewrite the nbval references (tests/nbval/*.ipynb) from the smallest profile; review the diff.
+# Rewrite the nbval references (tests/nbval/*.ipynb) from the ci scale; review the diff.
 nbval-refs: $(STAMP)
 	$(BIN)/python -m das.book nbval-refs
 

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from das.config import resolve_device
 from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataloader
 from das.flops import count_flops
 from das.model import SubsampledClassifier
 from das.provenance import package_digest
 from das.results import write_json_atomic
 from das.samplers import make_sampler
-from das.train import resolve_device
 
 METHODS: tuple[str, ...] = ("uniform", "random", "dps", "adps", "das")
 # The performance issue's targets on CPU (2 threads, float32, 28^3, batch 16): (name, method, ratio,

@@ -1,25 +1,26 @@
-"""Run the book's notebooks with papermill and build the HTML with Jupyter Book, without re-executing.
+"""Run the book's chapters with papermill and build the HTML with Jupyter Book, without re-executing.
 
-    python -m das.book run --profile quick [--only 03_gumbel ...] [--force]
-    python -m das.book build --profile quick [--path-output DIR]
+    python -m das.book run --scale laptop [--only 03_gumbel ...] [--force]
+    python -m das.book build --scale laptop [--path-output DIR]
     python -m das.book nbval-refs
 
 The chapters are jupytext ``py:percent`` files in ``notebooks/``; ``_toc.yml`` says which ones make the
-book. ``notebooks/parameters.yml`` gives, for each profile (``smallest``: CI and nbval, ``quick``:
-``make book``, ``paper``: the full protocol), the parameters passed to each notebook; papermill injects
-them after the notebook's ``parameters`` cell, together with ``profile``.
+book. A **scale** is a set of chapter parameters, from ``notebooks/parameters.yml``: ``ci`` (CI and
+the nbval references: seconds per chapter), ``laptop`` (``make book``: minutes on a CPU) and ``gpu``
+(the full protocol). papermill injects them after a chapter's ``parameters`` cell, with ``scale``.
+A scale is not a sweep profile (:mod:`das.profiles`): a chapter's ``profile`` knob names the profile it
+trains, and the scale may set it.
 
-``run`` writes the executed notebooks to ``_build/<profile>/executed/`` and skips a notebook whose key
-(a hash of its source, its parameters and every source file of the ``das`` package) has not changed
-since it last ran to the end. ``build`` stages ``_config.yml``, ``_toc.yml``, ``book/`` and the
-executed notebooks (running what is stale) into ``_build/<profile>/src`` and builds that copy with
-``jupyter-book build --all -W --keep-going`` (the config turns execution off, so the HTML shows exactly
-the outputs papermill recorded). The HTML lands in ``<path-output>/_build/html``.
+``run`` writes the executed chapters to ``_build/<scale>/executed/`` and skips one whose key (a hash
+of its source, its parameters and every source file of the ``das`` package) has not changed since it
+last ran to the end. ``build`` first checks the data the chapters read (:mod:`das.data.fetch`), then
+stages ``_config.yml``, ``_toc.yml``, ``book/`` and the executed chapters (running what is stale) into
+``_build/<scale>/src`` and builds that copy with ``jupyter-book build --all -W --keep-going`` (the
+config turns execution off, so the HTML shows exactly the outputs papermill recorded). While a chapter
+trains, its progress (run i of N, epoch, time left) is printed here, not into the page.
 
-Notebooks must not depend on the working directory: papermill runs them from the repository root, nbval
-from ``tests/nbval``. Use :data:`ROOT` for paths in the repository. Quote computed numbers in prose with
-:func:`glue` (``{glue:text}`name:.2f```), never by typing them. Anything a notebook writes to stderr
-(warnings, progress bars) fails the build: silence progress bars, fix warnings.
+Anything a chapter writes to stderr (warnings, progress bars) fails the build: silence progress bars,
+fix warnings. Chapter helpers live in :mod:`das.chapters`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +43,9 @@ import mathjax
 import nbformat
 import yaml
 
+from das.chapters import PROGRESS_ENV, ROOT
 from das.provenance import package_digest
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 PARAMETERS_FILE = NOTEBOOKS_DIR / "parameters.yml"
 TOC_FILE = ROOT / "_toc.yml"
@@ -49,11 +53,11 @@ CONFIG_FILE = ROOT / "_config.yml"
 BOOK_DIR = ROOT / "book"
 BUILD_DIR = ROOT / "_build"
 NBVAL_DIR = ROOT / "tests" / "nbval"
-PROFILES: tuple[str, ...] = ("smallest", "quick", "paper")
+SCALES: tuple[str, ...] = ("ci", "laptop", "gpu")
 KERNEL_NAME = "python3"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
-# Tag nbval reads (under --nbval-lax) to compare a cell's output with the stored reference.
-NBVAL_CHECK = "# NBVAL_CHECK_OUTPUT"
+# Cell tag nbval reads (under --nbval-lax) to compare a cell's output with the stored reference.
+NBVAL_CHECK = "nbval-check-output"
 
 
 class NotebookFailed(RuntimeError):
@@ -88,25 +92,25 @@ def toc_notebooks(toc_file: Path = TOC_FILE) -> list[str]:
     return [Path(f).stem for f in files if Path(f).parent.name == "notebooks"]
 
 
-def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    return profile
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
+    return scale
 
 
-def load_profiles(path: Path = PARAMETERS_FILE) -> dict[str, dict[str, dict[str, object]]]:
-    """``{profile: {notebook: {parameter: value}}}`` from ``parameters.yml`` (missing entries: ``{}``)."""
+def load_scales(path: Path = PARAMETERS_FILE) -> dict[str, dict[str, dict[str, object]]]:
+    """``{scale: {notebook: {parameter: value}}}`` from ``parameters.yml`` (missing entries: ``{}``)."""
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(data) - set(PROFILES))
+    unknown = sorted(set(data) - set(SCALES))
     if unknown:
-        raise ValueError(f"{path}: unknown profile(s) {unknown}; valid profiles: {', '.join(PROFILES)}")
-    return {profile: dict(data.get(profile) or {}) for profile in PROFILES}
+        raise ValueError(f"{path}: unknown scale(s) {unknown}; valid scales: {', '.join(SCALES)}")
+    return {scale: dict(data.get(scale) or {}) for scale in SCALES}
 
 
-def notebook_parameters(name: str, profile: str, profiles: dict | None = None) -> dict[str, object]:
-    """The parameters papermill injects into ``name`` for ``profile``: ``profile`` plus the overrides."""
-    profiles = load_profiles() if profiles is None else profiles
-    return {"profile": check_profile(profile), **(profiles[profile].get(name) or {})}
+def notebook_parameters(name: str, scale: str, scales: dict | None = None) -> dict[str, object]:
+    """The parameters papermill injects into ``name`` at ``scale``: ``scale`` plus the overrides."""
+    scales = load_scales() if scales is None else scales
+    return {"scale": check_scale(scale), **(scales[scale].get(name) or {})}
 
 
 def source_path(name: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
@@ -123,14 +127,14 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def parameterized(name: str, profile: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> nbformat.NotebookNode:
-    """The notebook exactly as papermill will execute it for ``profile`` (parameters injected)."""
+def parameterized(name: str, scale: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> nbformat.NotebookNode:
+    """The notebook exactly as papermill will execute it at ``scale`` (parameters injected)."""
     import papermill
 
     return papermill.execute_notebook(
         read_notebook(source_path(name, notebooks_dir)),
         None,
-        parameters=notebook_parameters(name, profile),
+        parameters=notebook_parameters(name, scale),
         kernel_name=KERNEL_NAME,
         prepare_only=True,
     )
@@ -168,9 +172,22 @@ def _failure_message(name: str, source: Path, error: Exception, output: Path) ->
     )
 
 
+def _relay_progress(path: Path, done: threading.Event) -> None:
+    """Print the lines a chapter's sweeps append to ``path`` (see :mod:`das.chapters`) until ``done``."""
+    with open(path) as stream:
+        while True:
+            line = stream.readline()
+            if line:
+                print(f"[das.book]   {line.rstrip()}", flush=True)
+            elif done.is_set():
+                return
+            else:
+                time.sleep(0.2)
+
+
 def run_notebook(
     name: str,
-    profile: str,
+    scale: str,
     out_dir: Path,
     *,
     force: bool = False,
@@ -186,7 +203,7 @@ def run_notebook(
     from papermill.exceptions import PapermillExecutionError
 
     source = source_path(name, notebooks_dir)
-    parameters = notebook_parameters(name, profile)
+    parameters = notebook_parameters(name, scale)
     key = cache_key(source, parameters, package_digest() if package is None else package)
     out_dir.mkdir(parents=True, exist_ok=True)
     output, key_file = out_dir / f"{name}.ipynb", out_dir / f"{name}.key"
@@ -194,40 +211,38 @@ def run_notebook(
         return RunResult(name, output, cached=True)
     key_file.unlink(missing_ok=True)
     kernel_environment()
-    try:
-        papermill.execute_notebook(
-            read_notebook(source),
-            str(output),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            progress_bar=False,
-            cwd=str(ROOT),
-        )
-    except PapermillExecutionError as error:
-        raise NotebookFailed(_failure_message(name, source, error, output)) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        progress = Path(scratch) / "progress.log"
+        progress.touch()
+        os.environ[PROGRESS_ENV] = str(progress)
+        done = threading.Event()
+        relay = threading.Thread(target=_relay_progress, args=(progress, done), daemon=True)
+        relay.start()
+        try:
+            papermill.execute_notebook(
+                read_notebook(source),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                progress_bar=False,
+                cwd=str(ROOT),
+            )
+        except PapermillExecutionError as error:
+            raise NotebookFailed(_failure_message(name, source, error, output)) from None
+        finally:
+            done.set()
+            relay.join()
+            os.environ.pop(PROGRESS_ENV, None)
     key_file.write_text(key)
     return RunResult(name, output, cached=False)
 
 
-def glue(name: str, value: object, display: bool = False) -> None:
-    """myst-nb's ``glue`` for values quoted in prose; numpy and torch scalars become Python numbers.
-
-    ``{glue:text}`name:.2f``` formats the stored ``text/plain`` repr, and numpy 2 writes it as
-    ``np.float64(0.5)``, which myst-nb cannot parse: a build warning, so an error under ``-W``.
-    """
-    from myst_nb import glue as myst_glue
-
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()
-    myst_glue(name, value, display=display)
-
-
-def executed_dir(profile: str) -> Path:
-    return BUILD_DIR / check_profile(profile) / "executed"
+def executed_dir(scale: str) -> Path:
+    return BUILD_DIR / check_scale(scale) / "executed"
 
 
 def run_all(
-    profile: str, only: list[str] | None = None, force: bool = False, toc_file: Path = TOC_FILE
+    scale: str, only: list[str] | None = None, force: bool = False, toc_file: Path = TOC_FILE
 ) -> list[RunResult]:
     """Run the toc's notebooks (or ``only`` those), every one even after a failure; then report."""
     names = toc_notebooks(toc_file)
@@ -236,38 +251,49 @@ def run_all(
         raise ValueError(f"--only: unknown notebook(s) {unknown}; notebooks in _toc.yml: {', '.join(names)}")
     package = package_digest()
     results, failures = [], []
-    for name in [n for n in names if not only or n in only]:
-        print(f"[das.book] {profile}: {name} ...", flush=True)
+    chosen = [n for n in names if not only or n in only]
+    for number, name in enumerate(chosen, 1):
+        print(f"[das.book] {scale} {number}/{len(chosen)}: {name} ...", flush=True)
+        start = time.perf_counter()
         try:
-            result = run_notebook(name, profile, executed_dir(profile), force=force, package=package)
+            result = run_notebook(name, scale, executed_dir(scale), force=force, package=package)
         except NotebookFailed as failure:
             failures.append(str(failure))
             print(f"[das.book] {name}: FAILED", flush=True)
             continue
         results.append(result)
-        print(f"[das.book] {name}: {'unchanged, kept' if result.cached else 'executed'} -> {result.output}")
+        how = "unchanged, kept" if result.cached else f"executed in {time.perf_counter() - start:.0f} s"
+        print(f"[das.book] {name}: {how} -> {result.output}", flush=True)
     if failures:
         raise NotebookFailed(f"{len(failures)} notebook(s) failed:\n" + "\n".join(failures))
     return results
 
 
-def build(profile: str, path_output: Path = ROOT, force: bool = False) -> Path:
-    """Stage the sources in ``_build/<profile>/src``, run the staged toc's stale notebooks, copy the
-    executed notebooks in, and build the HTML with warnings as errors; return ``index.html``.
+def check_data() -> None:
+    """The data the chapters read must be there and verified (downloaded when missing and online)."""
+    from das.data.fetch import main as fetch
+
+    if fetch(["--book"]) != 0:
+        raise NotebookFailed("the data the book reads are missing or damaged (see above); no chapter was run")
+
+
+def build(scale: str, path_output: Path = ROOT, force: bool = False) -> Path:
+    """Check the data, stage the sources in ``_build/<scale>/src``, run the staged toc's stale
+    notebooks, copy the executed notebooks in, and build the HTML with warnings as errors; return
+    ``index.html``.
 
     The toc is copied first and read from the copy, so the book is built from exactly the notebooks
     that ran even if ``_toc.yml`` changes meanwhile.
     """
-    src = BUILD_DIR / check_profile(profile) / "src"
+    check_data()
+    src = BUILD_DIR / check_scale(scale) / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
     for path in (CONFIG_FILE, TOC_FILE):
         shutil.copy2(path, src / path.name)
-    results = run_all(profile, force=force, toc_file=src / TOC_FILE.name)
+    results = run_all(scale, force=force, toc_file=src / TOC_FILE.name)
     shutil.copytree(BOOK_DIR, src / BOOK_DIR.name)
-    # MathJax served from the book itself (the pinned `mathjax` package ships it), so the math renders
-    # offline too; _config.yml points Sphinx's mathjax_path at this copy.
-    shutil.copytree(Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", src / "_static" / "mathjax")
+    stage_mathjax(src)
     (src / "notebooks").mkdir()
     for result in results:
         shutil.copy2(result.output, src / "notebooks" / result.output.name)
@@ -286,15 +312,22 @@ def build(profile: str, path_output: Path = ROOT, force: bool = False) -> Path:
     if subprocess.run(command, check=False).returncode != 0:
         raise NotebookFailed(f"jupyter-book build of {src} failed (warnings are errors; see above)")
     index = path_output / "_build" / "html" / "index.html"
-    print(f"[das.book] {profile} book: {index}")
+    print(f"[das.book] {scale} book: {index}")
     return index
+
+
+def stage_mathjax(src: Path) -> None:
+    """MathJax served from the book itself (the pinned ``mathjax`` package ships it), so the math
+    renders offline. It goes to ``mathjax/`` beside ``_static`` (``html_extra_path``), not into
+    ``_static``: Sphinx would add every ``.js`` file there to every page as a script tag."""
+    shutil.copytree(Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", src / "_mathjax" / "mathjax")
 
 
 def reference_notebook(executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """An nbval reference: outputs kept only where nbval compares them, run metadata dropped.
 
-    nbval (``--nbval-lax``) compares only cells marked ``# NBVAL_CHECK_OUTPUT``; the other outputs (plots,
-    timings) would only bloat the repository and churn on every refresh.
+    nbval (``--nbval-lax``) compares only cells tagged ``nbval-check-output``; the other outputs
+    (plots, timings) would only bloat the repository and churn on every refresh.
     """
     nb = nbformat.from_dict(json.loads(json.dumps(executed)))
     nb.metadata.pop("papermill", None)
@@ -302,15 +335,15 @@ def reference_notebook(executed: nbformat.NotebookNode) -> nbformat.NotebookNode
         cell.id = f"cell-{number}"  # jupytext draws random ids; fixed ones keep refreshes diff-free
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
-        if cell.cell_type == "code" and NBVAL_CHECK not in cell.source:
+        if cell.cell_type == "code" and NBVAL_CHECK not in cell.metadata.get("tags", []):
             cell.outputs = []
     return nb
 
 
 def write_nbval_refs(only: list[str] | None = None, force: bool = False) -> list[Path]:
-    """Run the notebooks in the ``smallest`` profile and store them as ``tests/nbval/<name>.ipynb``."""
+    """Run the notebooks at the ``ci`` scale and store them as ``tests/nbval/<name>.ipynb``."""
     written = []
-    for result in run_all("smallest", only, force):
+    for result in run_all("ci", only, force):
         path = NBVAL_DIR / f"{result.name}.ipynb"
         nbformat.write(reference_notebook(nbformat.read(result.output, as_version=4)), path)
         written.append(path)
@@ -322,10 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m das.book", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute the toc's notebooks with papermill (cached)")
-    build_cmd = commands.add_parser("build", help="run what is stale, then build the HTML")
-    refs = commands.add_parser("nbval-refs", help="rewrite tests/nbval/*.ipynb (smallest profile)")
+    build_cmd = commands.add_parser("build", help="check the data, run what is stale, then build the HTML")
+    refs = commands.add_parser("nbval-refs", help="rewrite tests/nbval/*.ipynb (ci scale)")
     for sub in (run, build_cmd):
-        sub.add_argument("--profile", default="quick", choices=PROFILES)
+        sub.add_argument("--scale", default="laptop", choices=SCALES, help="chapter parameters (default laptop)")
     for sub in (run, refs):
         sub.add_argument("--only", nargs="+", metavar="NAME", help="notebook names, e.g. 03_gumbel")
     for sub in (run, build_cmd, refs):
@@ -334,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            run_all(args.profile, args.only, args.force)
+            run_all(args.scale, args.only, args.force)
         elif args.command == "build":
-            build(args.profile, args.path_output.resolve(), args.force)
+            build(args.scale, args.path_output.resolve(), args.force)
         else:
             write_nbval_refs(args.only, args.force)
     except (NotebookFailed, ValueError) as error:

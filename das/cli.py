@@ -18,13 +18,14 @@ from typing import Any, NoReturn
 import torch
 
 from das.augment import AUGMENTATIONS
+from das.config import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, write_summary
 from das.samplers import SAMPLERS
 from das.sweep import EXECUTORS, Run, check_writable, profile_runs, run_sweep, stored_record, table1_configs
-from das.train import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig, build_model, load_splits
+from das.train import build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
 DATA_ERRORS = (DatasetNotFoundError, CorruptDatasetError)

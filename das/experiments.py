@@ -38,7 +38,6 @@ PROTOCOL_BASE: dict[str, Any] = {
 PROTOCOL_CANDIDATES: dict[str, dict[str, Any]] = {
     "constant-loss": {"lr_schedule": "constant", "select_metric": "val_loss"},
     "step-auc": {"lr_schedule": "step", "select_metric": "val_auc"},
-    "step-auc-flip": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "flip"},
     "step-auc-affine": {"lr_schedule": "step", "select_metric": "val_auc", "augment": "affine"},
     "step-auc-affine-wd": {
         "lr_schedule": "step",
@@ -65,7 +64,7 @@ def protocol_runs(
     **overrides: Any,
 ) -> list[Run]:
     """Every candidate protocol for full, uniform and DAS, stored under ``protocol/<candidate>``."""
-    from das.train import TrainConfig
+    from das.config import TrainConfig
 
     das_options = get_profile("real").sampler_options
     runs = []

@@ -1,6 +1,6 @@
 """Experiment profiles as data: which datasets, methods, seeds and training settings a Table 1 sweep
 runs. A profile is a plain table (:data:`PROFILES`); :func:`get_profile` turns an entry into a
-:class:`Profile` and :meth:`Profile.config` into the :class:`~das.train.TrainConfig` of one run.
+:class:`Profile` and :meth:`Profile.config` into the :class:`~das.config.TrainConfig` of one run.
 
 - ``quick`` (``make book``, CI): the synthetic benchmark and real AdrenalMNIST3D at 28^3, every method
   at ratio 0.5, 3 seeds, sized for about 10 minutes on 2 CPU cores at the target training throughput
@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from das.train import TrainConfig
+from das.config import TrainConfig
 
 METHODS: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
 MEDMNIST3D: tuple[str, ...] = (

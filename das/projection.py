@@ -31,11 +31,12 @@ import medmnist
 import torch
 
 from das.bench import environment
+from das.config import TrainConfig, resolve_device
 from das.data import VolumeDataset
 from das.data.medmnist3d import MEDMNIST3D_FLAGS, official_split_sizes
 from das.metrics import UndefinedAUCWarning
 from das.results import write_json_atomic
-from das.train import Splits, TrainConfig, load_splits, resolve_device, train, train_batches
+from das.train import Splits, load_splits, train, train_batches
 
 # Batches of each evaluation pass while measuring: a pass's fixed costs (metrics, the copy to the
 # host) are spread over as many batches, as in a real validation pass of a few batches.

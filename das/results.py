@@ -26,6 +26,7 @@ The record (schema version :data:`SCHEMA_VERSION`, checked by :func:`validate_re
     flops_per_volume, selection_histogram, sampler_lr
     test_predictions  labels [N] and class probabilities [N, C] of the test split (for bootstrap intervals)
     device, threads   where it ran: the device, and torch's CPU threads (they change float sums)
+    split_sizes       volumes in the train, val and test splits the run used
     provenance        versions, training_digest, platform, finished_at
 
 A stored record stands for a config only if :func:`stale_reasons` finds nothing: the same settings
@@ -51,7 +52,8 @@ from das.metrics import METRICS
 from das.provenance import machine, training_digest, versions
 
 if TYPE_CHECKING:
-    from das.train import TrainConfig, TrainResult
+    from das.config import TrainConfig
+    from das.train import TrainResult
 
 SCHEMA_VERSION = 2
 
@@ -95,8 +97,8 @@ def _number(value: Any) -> bool:
 def validate_record(record: Any) -> list[str]:
     """What is wrong with a stored record (empty when it is a valid record of schema
     :data:`SCHEMA_VERSION`): missing or mistyped fields, metrics out of range, a config that
-    :class:`~das.train.TrainConfig` rejects, a history that disagrees with ``epochs_run``."""
-    from das.train import TrainConfig
+    :class:`~das.config.TrainConfig` rejects, a history that disagrees with ``epochs_run``."""
+    from das.config import TrainConfig
 
     if not isinstance(record, dict):
         return [f"not a JSON object but {type(record).__name__}"]
@@ -163,7 +165,7 @@ def validate_record(record: Any) -> list[str]:
 def stale_reasons(record: dict[str, Any], config: TrainConfig) -> list[str]:
     """Why a stored ``record`` does not stand for a run of ``config`` (empty: it does). The one check
     every sweep, chapter and command uses before reading a run back instead of training it."""
-    from das.train import resolve_device
+    from das.config import resolve_device
 
     problems = validate_record(record)
     if problems:
@@ -246,7 +248,7 @@ def _method_key(methods: Iterable[str]) -> list[int]:
 def setting_key(config: dict[str, Any]) -> str:
     """What makes runs of one config comparable seeds of each other: the config without its seed and
     the fields that only say where a run ran, as canonical JSON."""
-    from das.train import RUN_LOCAL_FIELDS, TrainConfig
+    from das.config import RUN_LOCAL_FIELDS, TrainConfig
 
     values = {**TrainConfig.default_dict(), **config}
     return json.dumps(
@@ -267,6 +269,12 @@ def _setting_labels(keys: pd.Series) -> list[str]:
 
 
 def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.DataFrame:
+    """:func:`summarize` of the valid records stored under ``profile`` (damaged ones are left out,
+    with a warning; see :func:`load_runs`)."""
+    return summarize(load_runs(results_dir, profile))
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Mean and standard deviation (ddof=1; NaN for one seed) over seeds, one row per (dataset,
     method, setting): runs of different settings are never averaged together.
 
@@ -275,11 +283,10 @@ def summary(results_dir: str | Path = "results", profile: str = "quick") -> pd.D
     ``<metric>_mean``/``<metric>_std`` for ``balanced_accuracy``, ``auc``, ``accuracy``, and the means of
     ``informative_hit_rate`` (synthetic data only, else NaN), ``epochs_run``,
     ``throughput_frames_per_s`` and ``flops_per_volume``. Rows are sorted by dataset, then method in
-    :data:`METHOD_ORDER`. Damaged records are left out (see :func:`load_runs`). An empty store gives
-    an empty frame with these columns.
+    :data:`METHOD_ORDER`. No records give an empty frame with these columns.
     """
     rows = []
-    for run in load_runs(results_dir, profile):
+    for run in records:
         row = {
             "dataset": run["dataset"],
             "method": run["method"],

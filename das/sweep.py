@@ -1,6 +1,6 @@
 """Sweeps: lists of runs, each trained or read back from the results store, in process or on Ray.
 
-A :class:`Run` is one :class:`~das.train.TrainConfig` and the folder of the store it belongs to
+A :class:`Run` is one :class:`~das.config.TrainConfig` and the folder of the store it belongs to
 (``group``: ``quick``, ``real/ablations/ratio-0.25`` ...). :func:`run_sweep` takes any list of runs (a
 profile's Table 1, the variants of an ablation, the runs a chapter needs) and returns one
 :class:`Outcome` per run, in order: its record and whether it was trained now.
@@ -38,6 +38,8 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
+from das.checkpoint import checkpoint_differences
+from das.config import TrainConfig
 from das.profiles import get_profile
 from das.results import (
     DamagedRecordWarning,
@@ -48,7 +50,7 @@ from das.results import (
     stale_reasons,
     write_json_atomic,
 )
-from das.train import Splits, TrainConfig, checkpoint_differences, load_splits, train
+from das.train import Splits, load_splits, train
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
@@ -449,7 +451,7 @@ def profile_runs(
 ) -> list[Run]:
     """The runs of a profile's Table 1 (stored under the profile's name), dataset-major; ``datasets``,
     ``methods``, ``seeds`` restrict or replace the profile's lists and ``overrides`` are
-    :class:`~das.train.TrainConfig` fields for every run (``None`` values ignored)."""
+    :class:`~das.config.TrainConfig` fields for every run (``None`` values ignored)."""
     spec = get_profile(profile)
     return [
         Run(profile, spec.config(dataset, method, seed, **overrides))

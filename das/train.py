@@ -1,49 +1,32 @@
-"""Training and evaluation of one run: a :class:`TrainConfig` in, a :class:`TrainResult` out.
+"""Training and evaluation of one run: a :class:`~das.config.TrainConfig` in, a :class:`TrainResult` out.
 
-Protocol (SPEC 1.2): Adam, lr 1e-4, batch 16, early stopping on the validation loss with patience, the
-best epoch's weights restored before the test pass, a maximum number of epochs. Our decisions:
+The loop (:func:`train`): every epoch trains on the training split, scores the validation split, and
+keeps the weights of the best epoch by ``select_metric`` (early stopping after ``patience`` epochs
+without a better one); the test split is read once, with those weights. Our decisions, each shown in
+the book's chapters:
 
-- Sampler parameters get their own Adam parameter group with ``sampler_lr``, by default 10x ``lr``
-  (the factor the DPS authors used; SPEC 1.1): at 1e-4 the few hundred sampler weights learn too
-  slowly for the selection to settle before early stopping.
-- ``sampler_warmup``: for that many first epochs the sampler's parameters are frozen (it still draws
-  its picks, from its initial distribution) while the backbone learns. Without it an untrained
-  backbone can teach the sampler to avoid the informative frames (they raise the loss of a network
-  that cannot read them yet), after which the backbone never sees them: on AdrenalMNIST3D one seed of
-  three of DAS kept only slices outside the gland and stayed at the class prior; the warm-up,
-  together with DAS's variance start of its base score, fixed that (details and numbers in
-  :mod:`das.samplers.das_sampler`). Default 0 (end to end from the first step, as the paper); the
-  profiles use 1. A warm-up as long as the run leaves the sampler untrained (with a warning).
-- Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's RNG state is untouched),
-  the sampler's randomness (a ``torch.Generator`` on the training device) and the data order
-  (``iterate_batches(seed=seed + epoch)``). The same config on CPU gives identical numbers.
-- ``compile=True`` wraps the model in ``torch.compile`` (default mode). Nothing in the training
-  forward pass breaks the graph (tested with ``fullgraph=True``; only the random baseline's
-  evaluation does, as it draws from its own generator), so it stays capturable by CUDA graphs.
-  ``torch.compile`` cannot trace an explicit ``torch.Generator``: a compiled run draws the sampler's
-  randomness from the device's global RNG instead (seeded with ``seed`` and checkpointed too), so its
-  numbers differ from the eager run of the same config.
-- The sampler's finite check (``Sampler.check_finite``) is off while training and evaluating: batches
-  are uint8 data scaled to [0, 1], finite by construction, and the check would make the host wait for
-  the device on every batch. The model handed back has it on again.
-- A sampler trained with the score-function estimator returns ``Selection.log_prob``; the loss then
-  gains the REINFORCE term of :func:`score_function_term` (zero otherwise), so the per-input losses
-  are computed unreduced. The reported training loss is the plain mean cross-entropy.
-- bf16 autocast on CUDA only; CPU trains in float32.
-- A checkpoint written after every epoch (model, optimiser, history, best weights, RNG states) lets
-  an interrupted run resume from its last finished epoch with the numbers of an uninterrupted run.
-- BatchNorm running statistics start from the first training batch (see ``das.model.BN_MOMENTUM``).
-- The last training batch is dropped when incomplete (``drop_last``) so BatchNorm never sees a batch
-  of one volume; a split smaller than one batch is used whole.
+- Sampler parameters get their own Adam group, at ``sampler_lr`` (10x ``lr`` by default, the DPS
+  authors' factor), and stay frozen for the first ``sampler_warmup`` epochs, so that an untrained
+  backbone cannot teach the sampler to avoid the frames it cannot read yet (ablations chapter).
+- Seeds: ``seed`` sets the initialisation (global RNG, forked so the caller's state is untouched),
+  the sampler's randomness (a generator on the training device) and the data order. The same config
+  on one machine gives identical numbers; ``compile=True`` draws the sampler's randomness from the
+  device's global RNG instead (``torch.compile`` cannot trace a generator), so its numbers differ.
+- The score-function estimator adds the REINFORCE term of :func:`score_function_term`; the reported
+  training loss is always the plain mean cross-entropy.
+- bf16 autocast on CUDA, float32 on CPU (:func:`autocast`); batches are uint8 data scaled to [0, 1],
+  so the sampler's finite check (a host-device sync) is off while training.
+- BatchNorm statistics start from the first batch (:data:`das.model.BN_MOMENTUM`); the last
+  incomplete batch is dropped so BatchNorm never sees a batch of one.
+- A checkpoint after every epoch (:mod:`das.checkpoint`) lets an interrupted run resume with the
+  numbers of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -57,164 +40,15 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from das.augment import AUGMENTATIONS, make_augmentation
-from das.checks import check_choice, check_int
-from das.data import DATASETS, VolumeDataset, iterate_batches, load_dataset
-from das.data.medmnist3d import MEDMNIST3D_FLAGS, check_size
+from das.augment import make_augmentation
+from das.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from das.checks import check_choice
+from das.config import LR_SCHEDULES, TrainConfig, resolve_device
+from das.data import VolumeDataset, iterate_batches, load_dataset
 from das.flops import count_flops
 from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
-from das.model import BACKBONES, POOLS, SubsampledClassifier
-from das.results import training_digest
-from das.samplers import SAMPLERS, make_sampler
-
-SAMPLER_LR_FACTOR = 10.0  # default sampler_lr = SAMPLER_LR_FACTOR * lr (DPS's choice, SPEC 1.1)
-
-LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
-SELECT_METRICS: tuple[str, ...] = ("val_loss", "val_auc", "val_balanced_accuracy")
-CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
-
-# Config fields that change where or how verbosely a run runs, not its numbers.
-RUN_LOCAL_FIELDS = frozenset({"device", "quiet", "num_threads", "data_dir", "download"})
-# ... and those that may differ between an interrupted run and its resumption: also how long it runs
-# (epochs), which leaves the numbers of the epochs already done as they were.
-RESUMABLE_CHANGES = RUN_LOCAL_FIELDS | {"epochs"}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines one run. Stored whole in the run's JSON.
-
-    ``max_train_samples`` / ``max_eval_samples`` cap the train and the val/test splits (a fixed,
-    seed-independent random subset) so notebooks and CI can run a tiny version; ``None`` uses the
-    whole split. ``patience=None`` turns early stopping off. ``device="auto"`` picks CUDA when
-    present. ``num_threads`` sets torch's CPU threads for the run only (restored afterwards).
-    ``compile`` wraps the model in ``torch.compile`` (its randomness: see the module docstring).
-
-    The protocol knobs (defaults: the paper's literal protocol): ``lr_schedule`` multiplies every
-    learning rate per epoch (:func:`lr_factor`); ``weight_decay`` is Adam's decoupled (AdamW) decay;
-    ``augment`` names a :data:`das.augment.AUGMENTATIONS` recipe applied to training batches;
-    ``class_weights="balanced"`` weights the training loss by inverse class frequency;
-    ``select_metric`` is the validation metric that picks the best epoch and drives ``patience``.
-    """
-
-    dataset: str = "synthetic"
-    method: str = "das"
-    ratio: float = 0.5
-    seed: int = 0
-    size: int = 28
-    epochs: int = 100
-    patience: int | None = 10
-    batch_size: int = 16
-    lr: float = 1e-4
-    sampler_lr: float | None = None
-    sampler_warmup: int = 0
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
-    augment: str = "none"
-    class_weights: str = "none"
-    select_metric: str = "val_loss"
-    backbone: str = "mobilenet_v3_small"
-    pool: str = "mean"
-    sampler_options: dict[str, Any] = field(default_factory=dict)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    data_dir: str | None = None
-    download: bool = False
-    device: str = "auto"
-    compile: bool = False
-    num_threads: int | None = None
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field, its value and what is valid."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-        if self.method not in SAMPLERS:
-            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(SAMPLERS)}")
-        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
-            raise ValueError(f"ratio must be a number in (0, 1], got {self.ratio!r}")
-        for name in ("size", "epochs", "batch_size"):
-            check_int(name, getattr(self, name), 1)
-        if self.dataset in MEDMNIST3D_FLAGS:
-            check_size(self.dataset, self.size)
-        check_int("seed", self.seed, 0)
-        check_int("sampler_warmup", self.sampler_warmup, 0)
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        check_choice("augment", self.augment, tuple(AUGMENTATIONS))
-        check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
-        check_choice("select_metric", self.select_metric, SELECT_METRICS)
-        if (
-            isinstance(self.weight_decay, bool)
-            or not isinstance(self.weight_decay, (int, float))
-            or not 0 <= self.weight_decay < math.inf
-        ):
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        for name in ("patience", "max_train_samples", "max_eval_samples", "num_threads"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 1)
-        for name in ("lr", "sampler_lr"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
-            ):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; valid backbones: {', '.join(BACKBONES)}")
-        if self.pool not in POOLS:
-            raise ValueError(f"unknown pool {self.pool!r}; valid pools: {', '.join(POOLS)}")
-        resolve_device(self.device)
-
-    @property
-    def resolved_sampler_lr(self) -> float:
-        return self.sampler_lr if self.sampler_lr is not None else SAMPLER_LR_FACTOR * self.lr
-
-    def num_selected(self, num_frames: int) -> int:
-        """k: ``max(1, round(ratio * T))`` (Python's round, half to even); ``T`` for ``full``."""
-        return num_frames if self.method == "full" else max(1, round(self.ratio * num_frames))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def differences(self, stored: dict[str, Any], ignore: frozenset[str] = RUN_LOCAL_FIELDS) -> list[str]:
-        """Fields (outside ``ignore``) where a stored config dict differs from this config. A field
-        the stored dict lacks (written before the field existed) counts as its default value."""
-        defaults = TrainConfig.default_dict()
-        current = self.to_dict()
-        return sorted(key for key in current if key not in ignore and stored.get(key, defaults[key]) != current[key])
-
-    @staticmethod
-    def default_dict() -> dict[str, Any]:
-        """Every field's default value."""
-        return {
-            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            for f in dataclasses.fields(TrainConfig)
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}")
-        return cls(**values)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else must name an available device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
-    return resolved
+from das.model import SubsampledClassifier
+from das.samplers import make_sampler
 
 
 class Splits(NamedTuple):
@@ -259,6 +93,24 @@ def load_splits(config: TrainConfig) -> Splits:
     )
 
 
+def check_splits(splits: Splits) -> None:
+    """``ValueError`` before any training when the splits cannot make a run: an empty split, or
+    validation/test volumes of another shape or class set than the training volumes."""
+    for name in ("train", "val", "test"):
+        if len(getattr(splits, name)) == 0:
+            raise ValueError(f"the {name} split is empty: a run needs volumes in train, val and test")
+    shape = tuple(splits.train.images.shape[1:])
+    for name in ("val", "test"):
+        other = getattr(splits, name)
+        if tuple(other.images.shape[1:]) != shape:
+            raise ValueError(
+                f"{name} volumes are [T, C, H, W] = {tuple(other.images.shape[1:])} but training volumes "
+                f"are {shape}: every split must have the same frames and size"
+            )
+        if other.num_classes != splits.train.num_classes:
+            raise ValueError(f"{name} has {other.num_classes} classes, training has {splits.train.num_classes}")
+
+
 def build_model(config: TrainConfig, num_frames: int, num_classes: int, in_channels: int) -> SubsampledClassifier:
     """The classifier of ``config`` (initialised from the global RNG; :func:`train` seeds it)."""
     options = dict(config.sampler_options)
@@ -285,7 +137,8 @@ class Evaluation:
         return selection_histogram(self.indices, num_frames)
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on CPU (which trains in float32): the one mixed-precision policy."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -298,7 +151,7 @@ def evaluate(
     model.eval()
     losses, probs, labels, indices = [], [], [], []
     for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device):
-        with _autocast(device):
+        with autocast(device):
             logits, selection = model(x)
         logits = logits.float()
         losses.append(nn.functional.cross_entropy(logits, y, reduction="sum"))
@@ -335,6 +188,7 @@ class TrainResult:
     selection_histogram: list[int]
     device: str
     threads: int
+    split_sizes: dict[str, int]
     test_predictions: dict[str, list] = field(repr=False)
     model: SubsampledClassifier = field(repr=False)
 
@@ -343,6 +197,10 @@ class TrainResult:
         out["config"] = self.config.to_dict()
         out["sampler_lr"] = self.config.resolved_sampler_lr
         return out
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite; the message names the epoch and what to change."""
 
 
 @contextmanager
@@ -362,106 +220,8 @@ def _run_context(config: TrainConfig, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(previous_threads)
 
 
-def _rng_state(device: torch.device, generator: torch.Generator) -> dict[str, Tensor]:
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Tensor], device: torch.device, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
-
-
-def resume_differences(config: TrainConfig, stored: dict[str, Any], epochs_done: int) -> list[str]:
-    """Why a checkpoint of the config dict ``stored``, holding ``epochs_done`` epochs, cannot continue
-    as ``config``: the fields that differ, outside :data:`RESUMABLE_CHANGES`. ``epochs`` may change
-    only under a constant learning rate (a schedule depends on it) and never below the epochs done
-    (the run would be labelled shorter than it is)."""
-    differ = config.differences(stored, RESUMABLE_CHANGES)
-    if (
-        "epochs" not in differ
-        and stored.get("epochs") != config.epochs
-        and (config.lr_schedule != "constant" or epochs_done > config.epochs)
-    ):
-        differ = sorted([*differ, "epochs"])
-    return differ
-
-
-class DamagedCheckpointWarning(UserWarning):
-    """A checkpoint could not be read; it was set aside (renamed ``*.damaged``) and the run starts over."""
-
-
-def read_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or ``None`` when there is none. A file that cannot be read as a
-    checkpoint (truncated, garbled) is renamed to ``<name>.damaged`` with a
-    :class:`DamagedCheckpointWarning` naming it, and ``None`` is returned: the run starts over."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or not {"config", "epoch", "model", "optimizer"} <= set(state):
-            raise ValueError("not a training checkpoint")
-    except Exception as error:  # noqa: BLE001 -- any unreadable file is set aside, not trusted
-        aside = path.with_name(path.name + ".damaged")
-        path.replace(aside)
-        warnings.warn(
-            f"checkpoint {path} is damaged ({type(error).__name__}: {str(error)[:200]}); moved to "
-            f"{aside} and the run starts over",
-            DamagedCheckpointWarning,
-            stacklevel=2,
-        )
-        return None
-    return state
-
-
-def _checkpoint_differences(state: dict[str, Any], config: TrainConfig) -> list[str]:
-    differ = resume_differences(config, state["config"], state["epoch"])
-    if state.get("training_digest") != training_digest():
-        differ.append("training code")
-    return differ
-
-
-def checkpoint_differences(path: Path, config: TrainConfig) -> list[str]:
-    """Why the checkpoint at ``path`` cannot continue as ``config`` (see :func:`resume_differences`;
-    also when the training code changed since it was written); empty when :func:`train` can resume
-    from it or there is no readable checkpoint."""
-    state = read_checkpoint(path)
-    return [] if state is None else _checkpoint_differences(state, config)
-
-
-def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any] | None:
-    state = read_checkpoint(path)
-    if state is None:
-        return None
-    differ = _checkpoint_differences(state, config)
-    if differ:
-        raise ValueError(
-            f"checkpoint {path} belongs to a different config ({', '.join(differ)} differ); "
-            "delete it or rerun with force to start over"
-        )
-    return state
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a temporary file of its own in the same folder, then a
-    rename), so a crash mid-write leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({**state, "training_digest": training_digest()}, file)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _flops_per_volume(model: SubsampledClassifier, volume: Tensor) -> int:
@@ -523,8 +283,116 @@ def train_batches(num_volumes: int, batch_size: int) -> int:
     return num_volumes // batch_size if num_volumes > batch_size else 1
 
 
-def _progress_disabled(config: TrainConfig) -> bool:
-    return config.quiet or not sys.stderr.isatty()
+@dataclass
+class _Progress:
+    """What a run carries from epoch to epoch, and what its checkpoint holds besides the model and
+    the optimiser."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, Tensor] = field(default_factory=dict)
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    bad_epochs: int = 0
+    train_s: float = 0.0
+    frames_seen: int = 0
+    elapsed_s: float = 0.0
+
+    def stopped(self, patience: int | None) -> bool:
+        return patience is not None and self.bad_epochs >= patience
+
+    def update(self, model: nn.Module, score: float) -> None:
+        """A finished epoch with validation ``score``: keep its weights if it is the best so far."""
+        self.epoch += 1
+        if self.best_epoch == 0 or score > self.best_score:
+            self.best_state, self.best_epoch, self.best_score, self.bad_epochs = _cpu_state(model), self.epoch, score, 0
+        else:
+            self.bad_epochs += 1
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> _Progress:
+        fields = {f.name for f in dataclasses.fields(cls)} - {"best_score", "elapsed_s"}
+        best = saved["best_score"] if "best_score" in saved else -saved["best_loss"]  # older checkpoints
+        return cls(**{name: saved[name] for name in fields}, best_score=best, elapsed_s=saved["elapsed_s"])
+
+
+class _TrainStep:
+    """One optimisation step on a batch, and one epoch of them: augmentation, forward pass, the
+    (class-weighted) loss with the estimator's extra term, backward pass, optimiser step."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: SubsampledClassifier,
+        train_set: VolumeDataset,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        self.config, self.model, self.train_set, self.device = config, model, train_set, device
+        self.sampler_params = list(model.sampler.parameters())
+        sampler_ids = {id(p) for p in self.sampler_params}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in sampler_ids], "lr": config.lr}]
+        if self.sampler_params:
+            groups.append({"params": self.sampler_params, "lr": config.resolved_sampler_lr})
+        self.base_lrs = [group["lr"] for group in groups]
+        self.optimizer = torch.optim.Adam(
+            groups, weight_decay=config.weight_decay, decoupled_weight_decay=config.weight_decay > 0
+        )
+        self.forward = torch.compile(model) if config.compile else model
+        self.generator = None if config.compile else generator  # None: the global RNG, which compiles
+        self.augment = make_augmentation(config.augment)
+        weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
+        self.weight = weight.to(device) if weight is not None else None
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
+        """One step; the batch's summed cross-entropy (on the device, no sync) and frames seen."""
+        if self.augment is not None:
+            x = self.augment(x)
+        with autocast(self.device):
+            logits, selection = self.forward(x, self.generator)
+        losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        loss = losses.mean()  # reported: the plain mean cross-entropy
+        if self.weight is not None:
+            losses = losses * self.weight[y]  # optimised: the class-weighted one
+        self.optimizer.zero_grad(set_to_none=True)
+        (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
+        self.optimizer.step()
+        return loss.detach() * y.shape[0], y.shape[0] * selection.indices.shape[1]
+
+    def epoch(self, epoch: int, quiet: bool) -> tuple[float, float, int]:
+        """Epoch ``epoch`` (0-based) over the shuffled training split: ``(mean training loss, seconds,
+        frames through the backbone)``."""
+        config = self.config
+        self.model.train()
+        for parameter in self.sampler_params:  # frozen during the warm-up; Adam skips them (no grad)
+            parameter.requires_grad_(epoch >= config.sampler_warmup)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base_lr * lr_factor(config.lr_schedule, epoch, config.epochs)
+        start, loss_sum, seen, frames = time.perf_counter(), torch.zeros((), device=self.device), 0, 0
+        drop_last = len(self.train_set) > config.batch_size  # see train_batches
+        batches = iterate_batches(
+            self.train_set,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed + epoch,
+            device=self.device,
+            drop_last=drop_last,
+        )
+        total = train_batches(len(self.train_set), config.batch_size)
+        for x, y in tqdm(batches, total=total, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=quiet):
+            batch_loss, batch_frames = self(x, y)
+            loss_sum += batch_loss
+            seen += y.shape[0]
+            frames += batch_frames
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        mean_loss = float(loss_sum) / max(seen, 1)  # the one host read of the epoch
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"training loss became {mean_loss} in epoch {epoch + 1} of {config.method} "
+                f"(lr {config.lr:g}, sampler lr {config.resolved_sampler_lr:g}); lower the learning rate"
+            )
+        return mean_loss, time.perf_counter() - start, frames
 
 
 def train(
@@ -537,184 +405,129 @@ def train(
     """Train ``config`` and test its best epoch. ``splits`` defaults to :func:`load_splits`.
 
     With ``checkpoint`` (a file path), the state after every epoch is saved there and, when the file
-    already exists for the same config (``epochs`` may differ), training resumes after its last
-    epoch. The file is left in place; the caller removes it once the result is stored. ``on_epoch``
-    is called with each finished epoch's history entry (progress reports).
+    already exists for the same config, training resumes after its last epoch (see
+    :func:`das.checkpoint.resume_differences`). The file is left in place; the caller removes it once
+    the result is stored. ``on_epoch`` is called with each finished epoch's history entry.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    saved = _load_checkpoint(checkpoint, config) if checkpoint is not None else None
+    saved = load_checkpoint(checkpoint, config) if checkpoint is not None else None
     data_start = time.perf_counter()
     splits = splits if splits is not None else load_splits(config)
     data_s = time.perf_counter() - data_start
-    train_set = splits.train
-    num_frames = train_set.num_frames
+    check_splits(splits)
     with _run_context(config, device):
-        model = build_model(config, num_frames, train_set.num_classes, train_set.in_channels).to(device)
-        model.sampler.check_finite = False  # uint8 data: finite by construction (see the module docstring)
+        model = build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+        model = model.to(device)
+        model.sampler.check_finite = False  # uint8 data: finite by construction
         generator = torch.Generator(device=device).manual_seed(config.seed)
-        step_generator = None if config.compile else generator  # None: the global RNG, which compiles
-        sampler_params = list(model.sampler.parameters())
-        sampler_ids = {id(p) for p in sampler_params}
-        groups = [{"params": [p for p in model.parameters() if id(p) not in sampler_ids], "lr": config.lr}]
-        if sampler_params:
-            groups.append({"params": sampler_params, "lr": config.resolved_sampler_lr})
-        base_lrs = [group["lr"] for group in groups]
-        optimizer = torch.optim.Adam(
-            groups, weight_decay=config.weight_decay, decoupled_weight_decay=config.weight_decay > 0
-        )
-        forward = torch.compile(model) if config.compile else model
-        augment = make_augmentation(config.augment)
-        weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
-        weight = weight.to(device) if weight is not None else None
-
-        history: list[dict[str, float]] = []
-        best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), 0, -math.inf, 0
-        train_s, frames_seen, elapsed_before, epoch = 0.0, 0, 0.0, 0
+        step = _TrainStep(config, model, splits.train, device, generator)
+        progress = _Progress(best_state=_cpu_state(model))
         if saved is None:
             first_x, _ = next(
-                iterate_batches(train_set, config.batch_size, shuffle=True, seed=config.seed, device=device)
+                iterate_batches(splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device)
             )
-            with _autocast(device):
+            with autocast(device):
                 model.init_batchnorm(first_x, generator)
         else:
             model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            _set_rng_state(saved["rng"], device, generator)
-            history, best_state, best_epoch = saved["history"], saved["best_state"], saved["best_epoch"]
-            best_score = saved["best_score"] if "best_score" in saved else -saved["best_loss"]
-            bad_epochs, epoch = saved["bad_epochs"], saved["epoch"]
-            train_s, frames_seen, elapsed_before = saved["train_s"], saved["frames_seen"], saved["elapsed_s"]
-
-        def stop() -> bool:
-            return config.patience is not None and bad_epochs >= config.patience
-
-        if sampler_params and config.sampler_warmup >= config.epochs:
+            step.optimizer.load_state_dict(saved["optimizer"])
+            set_rng_state(saved["rng"], device, generator)
+            progress = _Progress.from_checkpoint(saved)
+        if step.sampler_params and config.sampler_warmup >= config.epochs:
             warnings.warn(
                 f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
                 "stays frozen for the whole run",
                 stacklevel=2,
             )
-        quiet = _progress_disabled(config)
-        drop_last = len(train_set) > config.batch_size  # see train_batches
-        epochs_bar = tqdm(
+        quiet = config.quiet or not sys.stderr.isatty()
+        bar = tqdm(
             total=config.epochs,
-            initial=min(epoch, config.epochs),
+            initial=min(progress.epoch, config.epochs),
             desc=f"{config.dataset}/{config.method}",
             unit="epoch",
             disable=quiet,
         )
-        while epoch < config.epochs and not stop():
-            model.train()
-            for parameter in sampler_params:  # frozen during the warm-up; Adam skips them (no grad)
-                parameter.requires_grad_(epoch >= config.sampler_warmup)
-            for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base_lr * lr_factor(config.lr_schedule, epoch, config.epochs)
-            epoch_start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
-            batches = iterate_batches(
-                train_set, config.batch_size, shuffle=True, seed=config.seed + epoch, device=device, drop_last=drop_last
-            )
-            for x, y in tqdm(
-                batches,
-                total=train_batches(len(train_set), config.batch_size),
-                desc=f"epoch {epoch + 1}",
-                unit="batch",
-                leave=False,
-                disable=quiet,
-            ):
-                if augment is not None:
-                    x = augment(x)
-                with _autocast(device):
-                    logits, selection = forward(x, step_generator)
-                losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
-                loss = losses.mean()  # reported: the plain mean cross-entropy
-                if weight is not None:
-                    losses = losses * weight[y]  # optimised: the class-weighted one
-                optimizer.zero_grad(set_to_none=True)
-                (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
-                optimizer.step()
-                loss_sum += loss.detach() * y.shape[0]
-                seen += y.shape[0]
-                frames_seen += y.shape[0] * selection.indices.shape[1]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            epoch_train_s = time.perf_counter() - epoch_start
-            train_s += epoch_train_s
-            val = evaluate(forward, splits.val, batch_size=config.batch_size, device=device)
-            epoch += 1
-            score = selection_score(config.select_metric, val.loss, val.metrics)
-            if best_epoch == 0 or score > best_score:
-                best_state, best_epoch, best_score, bad_epochs = _cpu_state(model), epoch, score, 0
-            else:
-                bad_epochs += 1
-            history.append(
+        while progress.epoch < config.epochs and not progress.stopped(config.patience):
+            train_loss, epoch_s, frames = step.epoch(progress.epoch, quiet)
+            val = evaluate(step.forward, splits.val, batch_size=config.batch_size, device=device)
+            progress.update(model, selection_score(config.select_metric, val.loss, val.metrics))
+            progress.train_s, progress.frames_seen = progress.train_s + epoch_s, progress.frames_seen + frames
+            progress.history.append(
                 {
-                    "epoch": epoch,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "train_loss": float(loss_sum) / max(seen, 1),
+                    "epoch": progress.epoch,
+                    "lr": step.optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss,
                     "val_loss": val.loss,
                     **{f"val_{name}": value for name, value in val.metrics.items()},
-                    "train_s": epoch_train_s,
+                    "train_s": epoch_s,
                 }
             )
             if checkpoint is not None:
-                _save_checkpoint(
+                state = dataclasses.asdict(progress) | {"elapsed_s": progress.elapsed_s + time.perf_counter() - start}
+                save_checkpoint(
                     checkpoint,
                     {
+                        **state,
                         "config": config.to_dict(),
-                        "epoch": epoch,
                         "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": _rng_state(device, generator),
-                        "history": history,
-                        "best_state": best_state,
-                        "best_epoch": best_epoch,
-                        "best_score": best_score,
-                        "bad_epochs": bad_epochs,
-                        "train_s": train_s,
-                        "frames_seen": frames_seen,
-                        "elapsed_s": elapsed_before + time.perf_counter() - start,
+                        "optimizer": step.optimizer.state_dict(),
+                        "rng": rng_state(device, generator),
                     },
                 )
-            epochs_bar.update(1)
-            epochs_bar.set_postfix(val_loss=f"{val.loss:.3f}", best=best_epoch)
+            bar.update(1)
+            bar.set_postfix(val_loss=f"{val.loss:.3f}", best=progress.best_epoch)
             if on_epoch is not None:
-                on_epoch(history[-1])
-        epochs_bar.close()
-        for parameter in sampler_params:
+                on_epoch(progress.history[-1])
+        bar.close()
+        for parameter in step.sampler_params:
             parameter.requires_grad_(True)
+        return _finish(config, model, step, splits, progress, device, start, data_s)
 
-        model.load_state_dict(best_state)
-        eval_start = time.perf_counter()
-        val = evaluate(forward, splits.val, batch_size=config.batch_size, device=device)
-        test = evaluate(forward, splits.test, batch_size=config.batch_size, device=device)
-        eval_s = time.perf_counter() - eval_start
-        flops = _flops_per_volume(model, splits.test[0][0].to(device))
-        threads = torch.get_num_threads()
-        model.sampler.check_finite = True  # the model handed back may see inputs from anywhere
+
+def _finish(
+    config: TrainConfig,
+    model: SubsampledClassifier,
+    step: _TrainStep,
+    splits: Splits,
+    progress: _Progress,
+    device: torch.device,
+    start: float,
+    data_s: float,
+) -> TrainResult:
+    """The test pass with the best epoch's weights, and the result."""
+    model.load_state_dict(progress.best_state)
+    eval_start = time.perf_counter()
+    val = evaluate(step.forward, splits.val, batch_size=config.batch_size, device=device)
+    test = evaluate(step.forward, splits.test, batch_size=config.batch_size, device=device)
+    eval_s = time.perf_counter() - eval_start
+    flops = _flops_per_volume(model, splits.test[0][0].to(device))
+    model.sampler.check_finite = True  # the model handed back may see inputs from anywhere
+    train_s = progress.train_s
     timings = {
-        "wall_s": elapsed_before + time.perf_counter() - start,
+        "wall_s": progress.elapsed_s + time.perf_counter() - start,
         "data_s": data_s,
         "train_s": train_s,
         "eval_s": eval_s,
-        "throughput_frames_per_s": frames_seen / train_s if train_s > 0 else float("nan"),
+        "throughput_frames_per_s": progress.frames_seen / train_s if train_s > 0 else float("nan"),
     }
     return TrainResult(
         config=config,
-        num_frames=num_frames,
+        num_frames=splits.train.num_frames,
         k=model.sampler.k,
         metrics=test.metrics,
         val_metrics=val.metrics,
-        epochs_run=epoch,
-        best_epoch=best_epoch,
-        stopped_early=stop(),
-        history=history,
+        epochs_run=progress.epoch,
+        best_epoch=progress.best_epoch,
+        stopped_early=progress.stopped(config.patience),
+        history=progress.history,
         timings=timings,
         flops_per_volume=flops,
-        selection_histogram=test.histogram(num_frames),
+        selection_histogram=test.histogram(splits.train.num_frames),
         device=str(device),
-        threads=threads,
+        threads=torch.get_num_threads(),
+        split_sizes={name: len(getattr(splits, name)) for name in ("train", "val", "test")},
         test_predictions={"labels": test.labels.tolist(), "probs": test.probs.tolist()},
         model=model,
     )

@@ -26,15 +26,15 @@
 #    `FlopCounterMode` and wall time per volume, for $k$ of the $T$ slices.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile this run belongs to (smallest, quick, paper)
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # picks the volumes shown in the montage
 device = "cpu"  # where the backbone is timed
 num_volumes = 1188  # training volumes used for the redundancy statistics; 1188 is the whole split
 repeats = 20  # timed repetitions per k (the median is reported)
-batch_volumes = 16  # volumes per timed forward pass (the training batch size of SPEC 1.2)
+batch_volumes = 16  # volumes per timed forward pass (the paper's training batch size)
 num_threads = 1  # CPU threads for the timing (1: comparable across machines, robust to contention)
 
-# %%
+# %% tags=["hide-cell"]
 import time
 
 import matplotlib.pyplot as plt
@@ -43,9 +43,11 @@ import pandas as pd
 import torch
 
 from das.backbone import FrameEncoder
-from das.book import glue
+from das.chapters import glue, setup_plots, show
 from das.data import load_medmnist3d
 from das.flops import count_flops
+
+setup_plots()
 
 torch.manual_seed(seed)
 torch.set_num_threads(num_threads)
@@ -58,8 +60,7 @@ device = torch.device(device)
 # volume is a $28^3$ crop around an adrenal gland, stored as 28 axial slices of $28 \times 28$; the
 # label is binary (normal adrenal gland or adrenal hyperplasia).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 train = load_medmnist3d("adrenalmnist3d", "train")
 volumes = train.images[:num_volumes, :, 0].float() / 255  # [N, T, H, W] in [0, 1]
 N, T, H, W = volumes.shape
@@ -77,7 +78,7 @@ glue("T", T, display=False)
 # %% [markdown]
 # Every slice of three volumes, one row per volume (slice position along the scan from left to right):
 
-# %%
+# %% tags=["hide-input"]
 rng = np.random.default_rng(seed)
 shown = rng.choice(N, size=3, replace=False)
 # One image: the slices side by side (a 2-pixel gap between them), one row per volume.
@@ -97,7 +98,7 @@ ax.set_yticks(
 )
 ax.set_xlabel("slice position $t$")
 ax.set_title("AdrenalMNIST3D (real, train split): all 28 slices of three volumes")
-plt.show()
+show()
 
 # %% [markdown]
 # ## Redundancy: neighbouring slices repeat each other
@@ -125,15 +126,14 @@ for d in range(1, T):
     pairs.append(int(valid.sum()))
 rho = np.array(rho)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("distance d:   ", list(range(1, 6)))
 print("correlation:  ", np.round(rho[:5], 2))
 glue("rho1", float(rho[0]), display=False)
 glue("rho2", float(rho[1]), display=False)
 glue("d_half", int(np.argmax(rho < 0.5)) + 1 if (rho < 0.5).any() else T, display=False)
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.plot(range(1, T), rho, "o-", markersize=3)
 ax.axhline(0, color="gray", linewidth=0.8)
@@ -143,7 +143,7 @@ ax.set(
     title=f"Slice-to-slice correlation, {N} real volumes",
 )
 ax.grid(alpha=0.3)
-plt.show()
+show()
 
 # %% [markdown]
 # Adjacent slices correlate at $\rho(1)$ = {glue:text}`rho1:.2f` and slices two apart at $\rho(2)$ =
@@ -168,8 +168,7 @@ n90 = (share < 0.9).sum(1) + 1  # slices needed for 90% of the mass, per volume
 n99 = (share < 0.99).sum(1) + 1
 empty = (mass == 0).float().mean(1)  # fraction of slices with no foreground at all
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(
     f"slices for 90% of the foreground: median {n90.median().item()}, range {n90.min().item()}-{n90.max().item()} of {T}"
 )
@@ -181,7 +180,7 @@ glue("n90_median", int(n90.median()), display=False)
 glue("n99_median", int(n99.median()), display=False)
 glue("empty_share", empty.mean().item(), display=False)
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax_hist, ax_pos) = plt.subplots(1, 2, figsize=(11, 3.2))
 bins = np.arange(0.5, T + 1.5)
 ax_hist.hist(n90.numpy(), bins=bins, alpha=0.7, label="90% of the mass")
@@ -193,7 +192,7 @@ ax_pos.set(xlabel="slice position $t$", ylabel="mean share of the mass", title="
 for ax in (ax_hist, ax_pos):
     ax.grid(alpha=0.3)
 fig.tight_layout()
-plt.show()
+show()
 
 # %% [markdown]
 # In the median volume {glue:text}`n90_median` of the {glue:text}`T` slices hold 90% of the foreground
@@ -250,8 +249,7 @@ cost = pd.DataFrame(
 cost["flops_vs_T"] = cost.flops / cost.flops.iloc[-1]
 cost["time_vs_T"] = cost.seconds / cost.seconds.iloc[-1]
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 per_slice = int(cost.flops.iloc[0])
 print(f"FLOPs per 28x28 slice: {per_slice / 1e6:.2f} M ({per_slice / 2e6:.2f} M multiply-adds)")
 print("FLOPs exactly linear in k:", bool((cost.flops == cost.k * per_slice).all()))
@@ -259,7 +257,7 @@ print(cost[["k", "flops"]].assign(flops_vs_T=cost.flops_vs_T.round(3)).to_string
 glue("mflops_slice", per_slice / 1e6, display=False)
 glue("mmacs_slice", per_slice / 2e6, display=False)
 
-# %%
+# %% tags=["hide-input"]
 half = cost[cost.k == T // 2].iloc[0]
 glue("batch_volumes", len(batch), display=False)
 glue("time_T_ms", float(cost.seconds.iloc[-1]) * 1e3, display=False)
@@ -276,13 +274,13 @@ ax.set(
 )
 ax.legend(frameon=False)
 ax.grid(alpha=0.3)
-plt.show()
+show()
 table = cost.assign(ms_per_volume=(cost.seconds * 1e3).round(2)).set_index("k")
 table[["flops", "ms_per_volume", "flops_vs_T", "time_vs_T"]].round(3)
 
 # %% [markdown]
 # One $28 \times 28$ slice costs {glue:text}`mflops_slice:.2f` MFLOPs ({glue:text}`mmacs_slice:.2f` M
-# multiply-adds; SPEC section 3 quotes about 1.5 M), and the count is exactly proportional to $k$. The
+# multiply-adds), and the count is exactly proportional to $k$. The
 # wall time for all {glue:text}`T` slices is {glue:text}`time_T_ms:.1f` ms per volume
 # ({glue:text}`timing_device`, batches of {glue:text}`batch_volumes` volumes); at $k = T/2$ it is
 # {glue:text}`time_half_ratio:.2f` of that. Where wall time falls more slowly than the FLOPs, the

@@ -22,20 +22,22 @@
 # Every number in the text is computed below; the parameters cell sets the sample sizes.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile this run belongs to (smallest, quick, paper)
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds every random draw in the chapter
 device = "cpu"  # where the draws run; the checks are about distributions, not speed
 num_draws = 100_000  # draws per empirical check (chi-square tests, frequencies)
 grad_samples = 50_000  # Monte Carlo samples per temperature for gradient bias and variance
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy import stats
 
-from das.book import glue
+from das.chapters import glue, setup_plots, show
 from das.samplers.gumbel import gumbel_noise, gumbel_topk
+
+setup_plots()
 
 torch.set_num_threads(1)
 device = torch.device(device)
@@ -69,8 +71,7 @@ T = len(probs)
 # follows a chi-square law with $T - 1 = 4$ degrees of freedom, so the per-seed $p$-values are uniform
 # on $[0, 1]$: a single small $p$ is expected once in a while, a pile-up near zero is not.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 replicates = 20  # independent tests, one seed each
 expected_counts = probs.numpy() * num_draws
 counts = np.zeros((replicates, T), dtype=np.int64)
@@ -115,8 +116,7 @@ glue("gm_ks_p", float(uniformity.pvalue), display=False)
 # high temperatures give smooth, almost uniform vectors. The check uses one noise draw from the
 # project's `gumbel_noise` and measures the distance of $y(\tau)$ to the one-hot argmax and to uniform.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 noise = gumbel_noise((T,), device, generator(2))
 perturbed = logits + noise
 one_hot = torch.nn.functional.one_hot(perturbed.argmax(), T).float()
@@ -127,7 +127,7 @@ for tau in taus:
     to_uniform = (soft[tau] - 1 / T).abs().sum().item()
     print(f"tau = {tau:>6}: L1 to one-hot {to_hot:.3f}, L1 to uniform {to_uniform:.3f}")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(taus), figsize=(12, 2.4), sharey=True)
 for ax, tau in zip(axes, taus):
     ax.bar(range(T), soft[tau].cpu().numpy(), color="tab:blue")
@@ -136,7 +136,7 @@ for ax, tau in zip(axes, taus):
     ax.set_xticks(range(T))
 axes[0].set_ylabel("soft sample $y_t$")
 fig.suptitle("One Gumbel-softmax sample at several temperatures (outline: $\\pi$)", y=1.04)
-plt.show()
+show()
 
 # %% [markdown]
 # The temperature changes the soft vector but never the position of its maximum: the hard pick is
@@ -144,8 +144,7 @@ plt.show()
 # which frames a given noise draw selects), so it is checked on `gumbel_topk` directly: the same seed
 # at different temperatures must give identical picks.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 picks_by_tau = [gumbel_topk(logits.expand(1000, T), 1, tau, generator(3))[1] for tau in (0.1, 1.0, 10.0)]
 print("identical picks at tau = 0.1, 1, 10:", all(torch.equal(picks_by_tau[0], p) for p in picks_by_tau))
 
@@ -166,8 +165,7 @@ print("identical picks at tau = 0.1, 1, 10:", all(torch.equal(picks_by_tau[0], p
 # First the two defining properties, on the project's `gumbel_topk`: rows are exactly one-hot, and the
 # gradient that reaches the scores is the gradient of the soft sample.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 theta = logits.clone().requires_grad_(True)
 weights, idx = gumbel_topk(theta.unsqueeze(0), 1, 0.5, generator(4))
 print("forward row:", weights[0, 0].detach().cpu().numpy(), "picked", idx.item())
@@ -228,8 +226,7 @@ def summary(g: torch.Tensor) -> tuple[float, float, float]:
     return (mean - exact).norm().item(), cosine, g.var(0).sum().item()
 
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("exact gradient:", np.round(exact.cpu().numpy(), 3))
 print(f"{'estimator':>12} {'|bias|':>8} {'cosine':>7} {'variance':>9}")
 rows = {f"ST tau={tau}": summary(g) for tau, g in st.items()} | {"REINFORCE": summary(sf)}
@@ -258,7 +255,7 @@ glue("exact_norm", exact.norm().item(), display=False)
 # dashed line is the size a Monte Carlo mean would show with no bias at all; below it the measured bias
 # is noise).
 
-# %%
+# %% tags=["hide-input"]
 bias_curve = [rows[f"ST tau={tau}"][0] for tau in grid]
 var_curve = [rows[f"ST tau={tau}"][2] for tau in grid]
 fig, (ax_var, ax_bias) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -275,7 +272,7 @@ for ax in (ax_var, ax_bias):
     ax.legend(frameon=False, loc="center left" if ax is ax_bias else "upper right")
     ax.grid(alpha=0.3, which="both")
 fig.tight_layout()
-plt.show()
+show()
 low, high = var_curve[0], var_curve[-1]
 glue("var_ratio", low / high, display=False)
 glue("tau_low", grid[0], display=False)
@@ -302,8 +299,7 @@ glue("tau_high", grid[-1], display=False)
 # masked with $-\infty$). With equal rows both must produce this law. The check, for $k = 2$: the
 # frequencies of the 20 ordered pairs against the formula, one chi-square test per route.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 k = 2
 pairs = [(i, j) for i in range(T) for j in range(T) if i != j]
 expected = np.array([probs[i] * probs[j] / (1 - probs[i]) for i, j in pairs]) * num_draws
@@ -324,8 +320,7 @@ for offset, (route, route_scores) in enumerate(routes.items()):
 # independently, so a frame can be taken twice; with equal rows the chance that two picks coincide is
 # $\sum_t \pi_t^2$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 _, picks = gumbel_topk(logits.expand(num_draws, k, T), k, 1.0, generator(30), replacement=True)
 duplicates = (picks[:, 0] == picks[:, 1]).double().mean().item()
 print(f"duplicate rate {duplicates:.3f} (expected sum pi^2 = {(probs**2).sum().item():.3f})")

@@ -27,7 +27,7 @@
 # **synthetic** benchmark, where the slice that decides the label is known.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile this run belongs to (smallest, quick, paper)
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # training seed; also picks the volumes shown and seeds the Gumbel draws
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
@@ -37,11 +37,9 @@ max_eval_samples = 98  # validation and test volumes used for the reported metri
 synthetic_epochs = 2  # training epochs of DAS on the synthetic benchmark (last section)
 synthetic_samples = 128  # synthetic training volumes (and validation/test volumes in the metrics)
 num_draws = 500  # Gumbel draws for the with/without-replacement comparison
-results_dir = "results/04_das_module"  # run store of this chapter (relative to the repository root)
+results_dir = "results/book"  # run store of the book (relative to the repository root); runs go to <scale>/das_module
 
-# %%
-import json
-from pathlib import Path
+# %% tags=["hide-cell"]
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,33 +48,27 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
-from myst_nb import glue
 
-from das.book import ROOT
+from das.chapters import glue, in_repository, setup_plots, show, sweep, trained_model
+from das.config import TrainConfig
 from das.data import load_dataset, static_miss_probability
-from das.results import checkpoint_path
 from das.samplers import DASSampler
 from das.samplers.features import FIXED_FEATURES, fixed_features, standardise_over_frames
-from das.sweep import run_one
-from das.train import TrainConfig, build_model
+from das.sweep import Run
+
+setup_plots()
 
 torch.set_num_threads(num_threads)
-store = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
+store = in_repository(results_dir) / scale
 COLORS = {"das": "tab:orange", "dps": "tab:blue"}
 
 
-def trained(config: TrainConfig, num_frames: int, num_classes: int, in_channels: int):
-    """Train ``config`` into this chapter's store (or reuse a stored run of the same config) and
-    return ``(model with the best epoch's weights, run record)``.
-
-    The run's per-epoch checkpoint is kept (``keep_checkpoint``): it holds the trained weights this
-    chapter inspects. ``run_one`` redoes a stored run whose config differs (another ``epochs``, say).
-    """
-    path = run_one(config, profile=profile, results_dir=store, keep_checkpoint=True)
-    checkpoint = checkpoint_path(store, profile, config.dataset, config.method, config.seed)
-    model = build_model(config, num_frames, num_classes, in_channels)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["best_state"])
-    return model.eval(), json.loads(path.read_text())
+def trained(config: TrainConfig):
+    """Train ``config`` into this chapter's store (or read back a stored run of the same config) and
+    return ``(model with the best epoch's weights, run record)``; the run keeps its checkpoint, which
+    holds the weights this chapter inspects."""
+    [outcome] = sweep([Run("das_module", config)], store, keep_checkpoint=True)
+    return trained_model(outcome, store), outcome.record
 
 
 def strip(volume: torch.Tensor, picked, color: str = "tab:orange", gap: int = 2) -> np.ndarray:
@@ -103,8 +95,7 @@ def strip(volume: torch.Tensor, picked, color: str = "tab:orange", gap: int = 2)
 # labelled normal adrenal gland or hyperplasia. DAS keeps half of them, $k = 14$. Two volumes, one of
 # each class, make the batch $x \in \mathbb{R}^{B \times T \times C \times H \times W}$ used throughout.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 train_set = load_dataset("adrenalmnist3d", "train")
 test_set = load_dataset("adrenalmnist3d", "test")
 T, C = test_set.num_frames, test_set.in_channels
@@ -128,15 +119,14 @@ glue("k", k, display=False)
 # sees them **standardised over $T$ within each volume**, $\tilde F = (F - \operatorname{mean}_T F) /
 # \operatorname{std}_T F$: which slices stand out in *this* volume, not absolute levels.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 raw = fixed_features(x)  # [B, T, d], unstandardised
 F_std = standardise_over_frames(raw)  # [B, T, d], what MLP_base reads
 print("F:", tuple(raw.shape), "= [B, T, d]; features:", ", ".join(FIXED_FEATURES))
 print("volume 0, slices 10-13 (raw):")
 print(pd.DataFrame(raw[0, 10:14].numpy(), index=range(10, 14), columns=FIXED_FEATURES).round(4).to_string())
 
-# %%
+# %% tags=["hide-input"]
 fig = plt.figure(figsize=(13, 4.6))
 grid = fig.add_gridspec(len(FIXED_FEATURES), 2, width_ratios=[1.1, 1], wspace=0.15, hspace=0.15)
 montage = x[0, :, 0].reshape(4, 7, 28, 28).permute(0, 2, 1, 3).reshape(4 * 28, 7 * 28)
@@ -155,7 +145,7 @@ for row, feature in enumerate(FIXED_FEATURES):
     if row < len(FIXED_FEATURES) - 1:
         ax.set_xticklabels([])
 ax.set_xlabel("slice index t")
-plt.show()
+show()
 
 # %% [markdown]
 # The first and last slices cut the volume outside the gland: low variance, few edges. The
@@ -170,8 +160,7 @@ plt.show()
 # for the two volumes.
 
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def rounded(values: torch.Tensor) -> np.ndarray:
     return np.round(values.numpy(), 3) + 0.0  # + 0.0 turns -0.0 into 0.0 (the sign of a rounding error)
 
@@ -189,8 +178,7 @@ for label, features in (("standardised", F_std), ("raw", raw)):
 # order). The book's regression tests compare these picks with stored ones, so a change to the
 # sampler that changes what it picks fails them.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 with torch.random.fork_rng():  # seed the initialisation without touching the notebook's global RNG
     torch.manual_seed(seed)
     untrained = DASSampler(T, k)
@@ -210,8 +198,8 @@ with torch.no_grad():
 # on the $k$ picked slices, mean-pooled, a linear head; Adam, learning rate $10^{-4}$ for the backbone
 # and $10^{-3}$ for the sampler. Here it runs for a few epochs on a subset of the training split, just
 # enough to move the sampler away from its initialisation; the Table 1 chapter has the real
-# experiment. The runs are stored under `results/04_das_module/<profile>/`, apart from the Table 1
-# store, and a rerun with the same parameters reuses them.
+# experiment. The runs are records of the results store (`results/book/<scale>/das_module/`), apart
+# from the Table 1 runs, and a rerun with the same parameters reads them back.
 
 # %%
 models, records = {}, {}
@@ -229,13 +217,13 @@ for method in ("das", "dps"):
         num_threads=num_threads,
         quiet=True,
     )
-    models[method], records[method] = trained(config, T, test_set.num_classes, C)
+    models[method], records[method] = trained(config)
 runs = pd.DataFrame.from_dict(
     {
         method: {
-            "train volumes": min(max_samples, len(train_set)),
+            "train volumes": record["split_sizes"]["train"],
             "epochs": record["epochs_run"],
-            "test volumes": min(max_eval_samples or len(test_set), len(test_set)),
+            "test volumes": record["split_sizes"]["test"],
             "balanced acc. (%)": 100 * record["metrics"]["balanced_accuracy"],
             "AUC": record["metrics"]["auc"],
             "train time (s)": record["timings"]["train_s"],
@@ -250,7 +238,7 @@ for method, record in records.items():
     auc = record["metrics"]["auc"]  # None (JSON null) when undefined, e.g. one class in a tiny test set
     glue(f"{method}_auc", float("nan") if auc is None else auc, display=False)
 glue("train_epochs", epochs, display=False)
-glue("train_volumes", min(max_samples, len(train_set)), display=False)
+glue("train_volumes", records["das"]["split_sizes"]["train"], display=False)
 sampler = models["das"].sampler
 dps = models["dps"].sampler
 
@@ -268,8 +256,8 @@ dps = models["dps"].sampler
 # $a_{\mathrm{base}} = z(\mathrm{var}) + \mathrm{MLP}_{\mathrm{base}}(\tilde F)$ per slice
 # ($d \to 32 \to 1$), where $z(\mathrm{var})$ is the slice variance standardised over $T$ and the MLP's
 # output layer starts near zero. Training can then weigh edges against variance for the task at hand,
-# from the paper's score rather than from a random one (with a random start, DAS stayed at chance on
-# AdrenalMNIST3D in the Table 1 profile; `das/samplers/das_sampler.py` has the numbers). The
+# from the paper's score rather than from a random one (the ablations chapter compares the two starts
+# on real data). The
 # paper-literal option `base="variance"` keeps $z(\mathrm{var})$ alone; the ultrasound chapter uses
 # it. `DASSampler.scores(x)` returns the quantities DAS samples from.
 
@@ -281,7 +269,7 @@ print("scale: ", tuple(scores.scale.shape), "= [B, k]  (heads averaged)")
 print("tau:   ", tuple(scores.tau.shape), "= [B]")
 print("A = scale x a_base:", tuple(scores.rows.shape), "= [B, k, T]")
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(10, 2.8))
 for b, name in enumerate(names):
     ax.plot(range(T), scores.base[b].numpy(), "o-", markersize=4, label=name)
@@ -289,7 +277,7 @@ ax.set(xlabel="slice index t", ylabel="$a_{base}$", title="Base scores of the tr
 ax.set_xlim(-0.5, T - 0.5)
 ax.legend(frameon=False)
 ax.grid(alpha=0.3)
-plt.show()
+show()
 
 # %% [markdown]
 # ## Step 3: the heads and their scales
@@ -319,7 +307,7 @@ rows_argmax = scores.rows.argmax(dim=-1)  # [B, k]: the unmasked argmax of every
 print("argmax of each row of A, volume 0:", rows_argmax[0].tolist())
 print("all rows share one argmax:", bool((rows_argmax == rows_argmax[:, :1]).all()))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(x), figsize=(11, 2.6), sharey=True)
 vmax = head_scales.max().item()
 for b, ax in enumerate(axes):
@@ -327,7 +315,7 @@ for b, ax in enumerate(axes):
     ax.set(xlabel="row j", title=names[b])
     ax.set_yticks(range(sampler.heads), [f"head {h + 1}" for h in range(sampler.heads)])
 fig.colorbar(image, ax=axes, label="$s_h[j]$")
-plt.show()
+show()
 
 # %% [markdown]
 # The scales still matter in training: row $j$ draws from $\mathrm{softmax}(\bar s_j\, a_{\mathrm{base}}
@@ -366,7 +354,7 @@ print("P (evaluation):   ", tuple(evaluated.weights.shape), "; indices:", tuple(
 print("rows one-hot:", bool(((drawn.weights == 0) | (drawn.weights == 1)).all() and (drawn.weights.sum(-1) == 1).all()))
 print("k distinct slices per volume:", all(len(set(row.tolist())) == k for row in drawn.indices))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(2, len(x), figsize=(12, 5.2), sharex=True)
 for b in range(len(x)):
     for row, (mode, selection) in enumerate((("training draw", drawn), ("evaluation", evaluated))):
@@ -379,7 +367,7 @@ for ax in axes[-1]:
     ax.set_xlabel("slice index t")
 fig.suptitle("Selection matrix P (black = 1): which slice each of the k rows takes", y=1.0)
 fig.tight_layout()
-plt.show()
+show()
 
 # %% [markdown]
 # **Our decision: evaluation is the top-$k$ of $a_{\mathrm{base}}$.** Without noise, the row-wise argmax
@@ -443,7 +431,7 @@ for name, counts in distinct.items():
 glue("num_draws", num_draws, display=False)
 glue("distinct_literal", float(distinct["with replacement (paper-literal)"].mean()), display=False)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.8), sharey=True)
 for ax, (name, sel) in zip(axes, draws.items()):
     ax.imshow(sel.weights[0].detach().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto")
@@ -451,7 +439,7 @@ for ax, (name, sel) in zip(axes, draws.items()):
 axes[0].set_ylabel("row j")
 axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
 fig.tight_layout()
-plt.show()
+show()
 
 # %% [markdown]
 # With replacement a draw keeps on average only {glue:text}`distinct_literal:.1f` distinct slices of the
@@ -464,7 +452,7 @@ plt.show()
 # positions: the same slices for every input. DAS scores the slices of each volume from that volume's
 # features. The two volumes, side by side (framed: kept; faded: dropped):
 
-# %%
+# %% tags=["hide-input"]
 with torch.no_grad():
     picks = {"dps": dps(x).indices, "das": evaluated.indices}
 fig, axes = plt.subplots(4, 1, figsize=(14, 3.6))
@@ -473,7 +461,7 @@ for ax, (b, method) in zip(axes, [(0, "dps"), (0, "das"), (1, "dps"), (1, "das")
     ax.set_axis_off()
     ax.set_title(f"{method.upper()} on {names[b]}", fontsize=9, loc="left")
 fig.tight_layout()
-plt.show()
+show()
 for method, chosen_slices in picks.items():
     same = torch.equal(chosen_slices[0], chosen_slices[1])
     print(f"{method.upper()}: volume 0 {chosen_slices[0].tolist()}")
@@ -483,7 +471,7 @@ for method, chosen_slices in picks.items():
 # Over the whole test split the difference is systematic: count the distinct slice subsets each
 # sampler chooses, and how often each slice position is kept.
 
-# %%
+# %% tags=["hide-input"]
 test_x = torch.stack([test_set[i][0] for i in range(len(test_set))])
 with torch.no_grad():
     test_picks = {"dps": dps(test_x).indices, "das": sampler(test_x).indices}
@@ -509,7 +497,7 @@ ax.set(
 )
 ax.set_xlim(-0.7, T - 0.3)
 ax.legend(frameon=False, loc="upper right", fontsize=8)
-plt.show()
+show()
 glue("n_test", len(test_set), display=False)
 glue("das_patterns", patterns["das"], display=False)
 glue("dps_patterns", patterns["dps"], display=False)
@@ -538,8 +526,7 @@ glue("blank_dps", blank_kept["dps"], display=False)
 # informative slice (in standard deviations of the volume), and how often the single slice where that
 # feature is largest is the informative one. No training is involved.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 syn_test = load_dataset("synthetic", "test")
 syn_x = torch.stack([syn_test[i][0] for i in range(len(syn_test))])
 informative = syn_test.informative  # [N, T] bool, ground truth of the generator
@@ -578,7 +565,7 @@ syn_config = TrainConfig(
     num_threads=num_threads,
     quiet=True,
 )
-syn_model, syn_record = trained(syn_config, syn_test.num_frames, syn_test.num_classes, syn_test.in_channels)
+syn_model, syn_record = trained(syn_config)
 syn_sampler = syn_model.sampler
 with torch.no_grad():
     syn_scores = syn_sampler.scores(syn_x)
@@ -599,7 +586,7 @@ print(
     f"(any static choice: {static_hits:.0f}%); test balanced accuracy {syn_bacc:.1f}%"
 )
 
-# %%
+# %% tags=["hide-input"]
 v = int(rng.integers(len(syn_test)))
 where = int(informative[v].nonzero()[0, 0])
 fig, (ax_img, ax_score) = plt.subplots(2, 1, figsize=(13, 3.8), height_ratios=[1.2, 1])
@@ -627,7 +614,7 @@ ax_score.bar(
 ax_score.set(xlabel="slice index t", ylabel="$a_{base}$ (red: informative)")
 ax_score.set_xlim(-0.5, syn_test.num_frames - 0.5)
 fig.tight_layout()
-plt.show()
+show()
 
 # %% [markdown]
 # After {glue:text}`syn_epochs` epoch(s) on {glue:text}`syn_train_n` volumes, DAS keeps the informative

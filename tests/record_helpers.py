@@ -14,9 +14,9 @@ def valid_record(
 ) -> dict:
     """A stored record that :func:`das.results.validate_record` accepts, with the given metrics and
     config fields (TrainConfig defaults otherwise; 3 epochs)."""
+    from das.config import TrainConfig
     from das.provenance import training_digest, versions
     from das.results import SCHEMA_VERSION
-    from das.train import TrainConfig
 
     values = TrainConfig(
         **{"dataset": dataset, "method": method, "seed": seed, "epochs": 3, "device": "cpu", **config}

@@ -1,8 +1,9 @@
-"""The book's notebooks: parameters cells, parameter profiles, nbval references, and the runner."""
+"""The book's chapters: parameters cells, book scales, nbval references, tags, and the runner."""
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pytest
 from das import book
 
 NAMES = book.toc_notebooks()
-REQUIRED_KNOBS = {"profile", "seed", "device"}
-# Knobs that make a notebook cheaper; every notebook needs one so CI (`smallest`) can shrink it.
+REQUIRED_KNOBS = {"scale", "seed", "device"}
+# Knobs that make a notebook cheaper; every notebook needs one so CI (the `ci` scale) can shrink it.
 # Extend this set when a chapter shrinks along a new axis.
 SHRINK_KNOBS = {
     "epochs",
@@ -61,30 +62,30 @@ def test_parameters_cell_has_the_knobs(name: str) -> None:
     knobs = parameters_cell(name)
     missing = REQUIRED_KNOBS - set(knobs)
     assert not missing, f"{name}: the parameters cell lacks {sorted(missing)}"
-    assert knobs["profile"] in book.PROFILES, f"{name}: default profile {knobs['profile']!r} unknown"
+    assert knobs["scale"] == "laptop", f"{name}: the default scale must be laptop, got {knobs['scale']!r}"
     assert SHRINK_KNOBS & set(knobs), (
         f"{name}: no knob that shrinks the notebook (one of {sorted(SHRINK_KNOBS)}); CI runs every "
-        f"notebook in the smallest profile and needs one"
+        f"notebook at the ci scale and needs one"
     )
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_smallest_profile_shrinks_the_notebook(name: str) -> None:
-    overrides = book.load_profiles()["smallest"].get(name) or {}
+def test_ci_scale_shrinks_the_notebook(name: str) -> None:
+    overrides = book.load_scales()["ci"].get(name) or {}
     assert SHRINK_KNOBS & set(overrides), (
         f"{name}: notebooks/parameters.yml sets none of its shrink knobs "
-        f"{sorted(SHRINK_KNOBS & set(parameters_cell(name)))} in the smallest profile"
+        f"{sorted(SHRINK_KNOBS & set(parameters_cell(name)))} at the ci scale"
     )
 
 
 def test_parameters_yml_names_only_existing_notebooks_and_knobs() -> None:
-    for profile, notebooks in book.load_profiles().items():
+    for scale, notebooks in book.load_scales().items():
         for name, overrides in notebooks.items():
-            assert name in NAMES, f"parameters.yml, {profile}: {name!r} is not a notebook in _toc.yml"
-            assert "profile" not in overrides, f"parameters.yml, {profile}/{name}: profile is injected"
+            assert name in NAMES, f"parameters.yml, {scale}: {name!r} is not a notebook in _toc.yml"
+            assert "scale" not in overrides, f"parameters.yml, {scale}/{name}: scale is injected"
             unknown = set(overrides or {}) - set(parameters_cell(name))
             assert not unknown, (
-                f"parameters.yml, {profile}/{name}: {sorted(unknown)} not in the notebook's parameters cell"
+                f"parameters.yml, {scale}/{name}: {sorted(unknown)} not in the notebook's parameters cell"
             )
 
 
@@ -94,15 +95,15 @@ def test_nbval_reference_is_current(name: str) -> None:
     path = book.NBVAL_DIR / f"{name}.ipynb"
     assert path.is_file(), f"no nbval reference {path}: run `make nbval-refs`"
     stored = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-    current = [c.source for c in book.parameterized(name, "smallest").cells if c.cell_type == "code"]
+    current = [c.source for c in book.parameterized(name, "ci").cells if c.cell_type == "code"]
     assert stored == current, (
-        f"{path} is stale: its code differs from notebooks/{name}.py with the smallest parameters; "
+        f"{path} is stale: its code differs from notebooks/{name}.py with the ci parameters; "
         f"run `make nbval-refs` and review the changed outputs"
     )
 
 
-def test_unknown_profile_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown profile 'fast'.*smallest, quick, paper"):
+def test_unknown_scale_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown scale 'fast'; valid scales: ci, laptop, gpu"):
         book.notebook_parameters("03_gumbel", "fast")
 
 
@@ -116,29 +117,67 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write_notebook(folder: Path, name: str, body: str) -> None:
-    header = '# %% tags=["parameters"]\nprofile = "quick"\n\n'
+    header = '# %% tags=["parameters"]\nscale = "laptop"\n\n'
     (folder / "notebooks" / f"{name}.py").write_text(header + body)
 
 
 def test_runner_skips_an_unchanged_notebook_and_reruns_a_changed_one(scratch: Path) -> None:
-    write_notebook(scratch, "tiny", "# %%\nprint(profile)\n")
+    write_notebook(scratch, "tiny", "# %%\nprint(scale)\n")
     run = lambda: book.run_notebook(  # noqa: E731
-        "tiny", "smallest", scratch / "out", notebooks_dir=scratch / "notebooks", package="fixed"
+        "tiny", "ci", scratch / "out", notebooks_dir=scratch / "notebooks", package="fixed"
     )
     first, second = run(), run()
     assert (first.cached, second.cached) == (False, True)
     outputs = [o for c in nbformat.read(first.output, as_version=4).cells for o in c.get("outputs", [])]
-    assert any(o.get("text") == "smallest\n" for o in outputs), "the profile was not injected"
-    write_notebook(scratch, "tiny", "# %%\nprint(profile, 2)\n")
+    assert any(o.get("text") == "ci\n" for o in outputs), "the scale was not injected"
+    write_notebook(scratch, "tiny", "# %%\nprint(scale, 2)\n")
     assert run().cached is False
 
 
 def test_runner_names_the_failing_notebook_and_cell(scratch: Path) -> None:
     write_notebook(scratch, "broken", "# %%\nx = 1\n\n# %%\nraise RuntimeError('boom in the test')\n")
     with pytest.raises(book.NotebookFailed) as failure:
-        book.run_notebook("broken", "smallest", scratch / "out", notebooks_dir=scratch / "notebooks")
+        book.run_notebook("broken", "ci", scratch / "out", notebooks_dir=scratch / "notebooks")
     message = str(failure.value)
     assert "notebook broken failed in cell" in message
     assert "broken.py:8" in message  # the failing cell's first line in the jupytext source
     assert "RuntimeError: boom in the test" in message
     assert not (scratch / "out" / "broken.key").exists(), "a failed run must not be cached"
+
+
+MARKERS = ("NBVAL_", "fmt: skip", "SPEC")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_internal_marker_reaches_the_reader(name: str) -> None:
+    """Chapters mark nbval cells with tags, not comments, and cite the book, not outside documents."""
+    source = book.source_path(name).read_text()
+    found = [marker for marker in MARKERS if marker in source]
+    assert not found, f"{name}: internal marker(s) {found} would be rendered"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plotting_and_setup_code_is_folded_away(name: str) -> None:
+    """Code that only plots or sets up is behind a toggle (or removed): prose, then the figure."""
+    nb = book.read_notebook(book.source_path(name))
+    folded = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+    for cell in nb.cells:
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type == "code" and "plt.subplots(" in cell.source:
+            assert tags & folded, f"{name}: a plotting cell is shown in full:\n{cell.source[:200]}"
+        if cell.cell_type == "code" and cell.source.lstrip().startswith(("import ", "from ")):
+            assert tags & folded, f"{name}: an import cell is shown in full:\n{cell.source[:200]}"
+
+
+def test_runner_prints_a_chapters_progress_but_keeps_it_out_of_the_page(scratch: Path, capsys) -> None:
+    body = (
+        "# %%\nimport os\n"
+        "with open(os.environ['DAS_BOOK_PROGRESS'], 'a') as stream:\n"
+        "    stream.write('run 1 of 2: epoch 3\\n')\n"
+        "print('in the page')\n"
+    )
+    write_notebook(scratch, "talks", body)
+    result = book.run_notebook("talks", "ci", scratch / "out", notebooks_dir=scratch / "notebooks", package="x")
+    assert "run 1 of 2: epoch 3" in capsys.readouterr().out
+    outputs = json.dumps([cell.get("outputs", []) for cell in nbformat.read(result.output, as_version=4).cells])
+    assert "in the page" in outputs and "run 1 of 2" not in outputs

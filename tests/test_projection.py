@@ -10,10 +10,11 @@ import pytest
 
 import das.projection
 from das.cli import main
+from das.config import TrainConfig
 from das.model import SubsampledClassifier
 from das.projection import SplitShape, project_runs, run_batches, run_seconds, split_shape
 from das.sweep import table1_configs
-from das.train import TrainConfig, load_splits, train
+from das.train import load_splits, train
 
 TINY = dict(
     epochs=3,

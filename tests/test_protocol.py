@@ -11,7 +11,8 @@ import torch
 
 import das.train
 from das.augment import AUGMENTATIONS, make_augmentation
-from das.train import TrainConfig, class_weight_tensor, load_splits, lr_factor, selection_score, train
+from das.config import TrainConfig
+from das.train import class_weight_tensor, load_splits, lr_factor, selection_score, train
 
 
 def tiny(**overrides: object) -> TrainConfig:
@@ -200,7 +201,7 @@ def test_a_schedule_pins_epochs_on_resume(splits: das.train.Splits, tmp_path: Pa
     train(tiny(epochs=2, lr_schedule="step"), splits, checkpoint=checkpoint)
     with pytest.raises(ValueError, match="different config.*epochs"):
         train(tiny(epochs=3, lr_schedule="step"), splits, checkpoint=checkpoint)
-    assert das.train.checkpoint_differences(checkpoint, tiny(epochs=3, lr_schedule="step")) == ["epochs"]
+    assert das.checkpoint.checkpoint_differences(checkpoint, tiny(epochs=3, lr_schedule="step")) == ["epochs"]
 
 
 def test_a_checkpoint_past_the_asked_epochs_cannot_be_passed_off_as_a_shorter_run(
@@ -208,7 +209,7 @@ def test_a_checkpoint_past_the_asked_epochs_cannot_be_passed_off_as_a_shorter_ru
 ) -> None:
     checkpoint = tmp_path / "run.pt"
     train(tiny(epochs=2), splits, checkpoint=checkpoint)
-    assert das.train.checkpoint_differences(checkpoint, tiny(epochs=1)) == ["epochs"]
-    assert das.train.checkpoint_differences(checkpoint, tiny(epochs=3)) == []
+    assert das.checkpoint.checkpoint_differences(checkpoint, tiny(epochs=1)) == ["epochs"]
+    assert das.checkpoint.checkpoint_differences(checkpoint, tiny(epochs=3)) == []
     with pytest.raises(ValueError, match="different config.*epochs"):
         train(tiny(epochs=1), splits, checkpoint=checkpoint)

@@ -187,7 +187,7 @@ def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings
     checkpoint = checkpoint_path(tmp_path, "quick", "synthetic", "dps", 0)
     write_json_atomic(path, {"config": {**config.to_dict(), "lr": 0.5}})  # a stored run of other settings
     # An interrupted redo: one epoch done and checkpointed with the current settings.
-    das.sweep.train(das.train.TrainConfig(**{**config.to_dict(), "epochs": 1}), checkpoint=checkpoint)
+    das.sweep.train(das.config.TrainConfig(**{**config.to_dict(), "epochs": 1}), checkpoint=checkpoint)
     first_epoch = torch.load(checkpoint, weights_only=False)["history"][0]
     das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
     record = json.loads(path.read_text())
@@ -195,7 +195,7 @@ def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings
     # A checkpoint of other settings is not resumed (train would refuse it): it is dropped, and the
     # run starts over, with the same first epoch as before (training is deterministic).
     write_json_atomic(path, {"config": {**config.to_dict(), "pool": "max"}})
-    das.sweep.train(das.train.TrainConfig(**{**config.to_dict(), "epochs": 1, "pool": "max"}), checkpoint=checkpoint)
+    das.sweep.train(das.config.TrainConfig(**{**config.to_dict(), "epochs": 1, "pool": "max"}), checkpoint=checkpoint)
     other = torch.load(checkpoint, weights_only=False)["history"][0]
     das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
     redone = json.loads(path.read_text())["history"][0]

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 import das.sweep
+from das.checkpoint import DamagedCheckpointWarning
+from das.config import TrainConfig
 from das.results import DamagedRecordWarning, read_record, summary, write_json_atomic
 from das.sweep import profile_runs, run_sweep
-from das.train import DamagedCheckpointWarning, TrainConfig, train
+from das.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -63,7 +65,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path: Pat
     assert again.metrics == fresh.metrics and again.history[0]["train_loss"] == fresh.history[0]["train_loss"]
     checkpoint.write_text("garbage")
     with pytest.warns(DamagedCheckpointWarning):
-        assert das.train.checkpoint_differences(checkpoint, config) == []  # nothing left to resume from
+        assert das.checkpoint.checkpoint_differences(checkpoint, config) == []  # nothing left to resume from
 
 
 @pytest.mark.parametrize("content", ['{"schema": 2, "metrics": {"auc":', "not json", '{"schema": 2, "group": "quick"}'])

@@ -12,9 +12,10 @@ from sklearn.metrics import roc_auc_score
 
 import das.samplers.base
 import das.train
+from das.config import TrainConfig
 from das.data.medmnist3d import default_root
 from das.metrics import UndefinedAUCWarning, auc, classification_metrics, informative_hit_rate, selection_histogram
-from das.train import Evaluation, TrainConfig, load_splits, train
+from das.train import Evaluation, load_splits, train
 
 
 def tiny(**overrides: object) -> TrainConfig:

@@ -65,12 +65,13 @@ import torch
 from IPython.display import Markdown, display
 
 from das.book import ROOT, glue
+from das.config import TrainConfig
 from das.data import iterate_batches, static_accuracy_bound
 from das.profiles import PROFILES, get_profile
 from das.results import checkpoint_path, format_summary, result_path, summary
 from das.samplers import DASSampler
 from das.sweep import run_one
-from das.train import TrainConfig, build_model, load_splits
+from das.train import build_model, load_splits
 
 # The sweep profiles (das.profiles) are quick and paper; the book's `smallest` profile uses the quick
 # settings shrunk by the knobs above. Runs are stored under the notebook's own profile name, so a
@@ -362,8 +363,7 @@ glue("full_bacc", 100 * metric(full_variant, "full", datasets[0])[0])
 # Balanced accuracy on {glue:md}`first_dataset` per ratio: {glue:md}`ratio_list`; full sequence
 # {glue:text}`full_bacc:.1f`%.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for r, bound in ceiling_rows:  # the analytic ceilings drawn above (synthetic benchmark)
     print(f"ratio {r:g}: static ceiling {100 * bound:.1f}%")
 
@@ -421,8 +421,7 @@ glue(
 # mode (Gumbel draws seeded by `seed`), at initialisation and with the trained weights of the run.
 
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 def duplicate_share(sampler, dataset_split, generator: torch.Generator) -> float:
     """Share of picks that repeat an earlier pick of the same volume (training-mode draws)."""
     sampler.train()

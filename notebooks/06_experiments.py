@@ -172,8 +172,7 @@ display(format_summary(table).set_index(["dataset", "method"]))
 # input-adaptive sampler is not bound by this ceiling. The check below draws informative positions at
 # random and counts how often the uniform pattern (every other slice) misses them.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 syn_config = next((c for c in wanted if c.dataset == "synthetic"), None)
 if syn_config is None:
     ceiling = None
@@ -321,8 +320,7 @@ display(formatted(side).set_index(["dataset", "method / model"]))
 # The published reference values in full (SPEC 1.3; DAS paper {cite}`shankaranarayana2025das`, MedMNIST v2
 # {cite}`yang2023medmnist`). They are inputs typed from the papers, not results of this book.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(formatted(published).set_index(["dataset", "method / model"]).to_string())
 
 # %% [markdown]

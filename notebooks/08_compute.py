@@ -17,7 +17,7 @@
 # for every method side by side: FLOPs and wall time per volume against the sampling ratio $k/T$,
 # the DAS sampler's own overhead, and the physical limit those curves can approach.
 #
-# **The physical limit** (SPEC section 3). A model that sends $k$ of $T$ frames through the backbone
+# **The physical limit.** A model that sends $k$ of $T$ frames through the backbone
 # cannot cost less than the sampler plus $k/T$ of the full-sequence model:
 #
 # $$
@@ -28,7 +28,7 @@
 # its sampler's share, measured below both in FLOPs and in time.
 #
 # **Where the numbers come from.** Everything below is read from one file,
-# `results/<profile>/bench/bench.json`, written by the project's benchmark suite
+# `results/book/<scale>/bench/bench.json`, written by the project's benchmark suite
 # (`das.bench.run_bench`, the code behind `python -m das bench`): in one process, the same batch of
 # 16 volumes goes through the full-sequence model and through every subsampled model (warm-up, then
 # repeated timings, medians), so each time is also a ratio to the full model measured in the same
@@ -39,7 +39,7 @@
 # on pixel values); the data-path figures use the real AdrenalMNIST3D training split.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile this run belongs to (smallest, quick, paper)
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the benchmark input and the models' initial weights
 device = "cpu"  # "cpu", "cuda" or "auto"; the performance targets are stated for the CPU
 threads = 2  # CPU threads (torch.set_num_threads); the targets are stated for 2
@@ -53,9 +53,9 @@ data_batches = 10  # batches timed in the data-path measurement (None: a whole e
 fused_features = False  # DAS with torch.compile'd fixed features (compiles first; needs a C++ compiler on CPU)
 project_profile = "paper"  # the profile whose whole sweep is projected at the end of the chapter
 project_steps = 8  # training steps timed per method for that projection
-reuse = True  # read results/<profile>/bench/bench.json when it holds this very configuration
+reuse = True  # read results/book/<scale>/bench/bench.json when it holds this very configuration
 
-# %%
+# %% tags=["hide-cell"]
 import json
 
 import matplotlib.pyplot as plt
@@ -63,7 +63,7 @@ import pandas as pd
 import torch
 
 from das.bench import BenchConfig, check_targets, features_label, run_bench
-from das.book import ROOT, glue
+from das.chapters import ROOT, glue, setup_plots, show
 from das.provenance import package_digest
 
 torch.set_num_threads(threads)
@@ -79,7 +79,9 @@ config = BenchConfig(
     seed=seed,
     fused_features=fused_features,
 )
-out_dir = ROOT / "results" / profile / "bench"
+
+setup_plots()
+out_dir = ROOT / "results" / "book" / scale / "bench"
 bench_file = out_dir / "bench.json"
 
 
@@ -119,8 +121,7 @@ das_rows = inference[inference["method"] == "das"].set_index(["size", "ratio"])
 # (`das.samplers.features.fixed_features_flops`, about 23 FLOPs per voxel), so the sampler's share is,
 # if anything, overstated.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for size, rows in inference.groupby("size"):
     full_mflops = rows.loc[rows["method"] == "full", "flops_per_volume"].item() / 1e6
     table = rows[rows["method"] != "full"].pivot(index="method", columns="ratio", values="flops_ratio_to_full")
@@ -137,7 +138,7 @@ for size, rows in inference.groupby("size"):
 # full-sequence model's, at the ratio $k/T$ it keeps. The grey line is $k/T$; the dashed line is the
 # physical limit of DAS, its sampler's measured share (time, respectively FLOPs) plus $k/T$.
 
-# %%
+# %% tags=["hide-input"]
 colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
 fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 4 * len(sizes)), squeeze=False)
 for (ax_time, ax_flops), size in zip(axes, sizes):
@@ -160,7 +161,7 @@ for (ax_time, ax_flops), size in zip(axes, sizes):
 axes[0, 1].legend(frameon=False, fontsize=8, loc="upper left")
 fig.suptitle(environment_line, y=1.0, fontsize=9)
 fig.tight_layout()
-plt.show()
+show()
 
 # %% [markdown]
 # The same measurements in absolute terms, milliseconds per volume (batch of
@@ -308,9 +309,9 @@ glue("cmp_loader_ratio", data["dataloader_batch_seconds_per_epoch"] / data["batc
 # shorten it.
 
 # %%
+from das.config import resolve_device
 from das.projection import project_runs
 from das.sweep import table1_configs
-from das.train import resolve_device
 
 projection_file = out_dir / f"projection-{project_profile}.json"
 runs = table1_configs(project_profile, device=device, num_threads=threads)

@@ -27,7 +27,7 @@
 #    frames DAS keeps.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile this run belongs to (smallest, quick, paper)
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the synthetic frames of the layout demo and the Gumbel draws
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
@@ -38,10 +38,9 @@ epochs = 2  # training epochs per run
 max_samples = 96  # training videos per run (and validation/test videos); 512 is the whole train split
 image_size = 32  # frame size (pixels, square) of the synthetic videos and of the cine given to DAS
 num_frames = 16  # frames per video after resampling (BUSV, synthetic, the cine for trained DAS)
-results_dir = "results/08_ultrasound"  # run store of this chapter (relative to the repository root)
+results_dir = "results/book"  # run store of the book (relative to the repository root); runs go to <scale>/ultrasound
 
-# %%
-import json
+# %% tags=["hide-cell"]
 import tempfile
 from pathlib import Path
 
@@ -49,19 +48,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from myst_nb import glue
 from PIL import Image
 
-from das.book import ROOT
+from das.chapters import glue, in_repository, setup_plots, show, sweep, trained_model
+from das.config import TrainConfig
 from das.data import load_busv, load_dataset, load_pydicom_cine, make_synthetic_ultrasound
 from das.data.ultrasound import resample_indices
-from das.results import checkpoint_path, format_summary, result_path, summary
+from das.results import format_summary, summarize
 from das.samplers import make_sampler
-from das.sweep import run_one
-from das.train import TrainConfig, build_model, load_splits
+from das.sweep import Run
 
+setup_plots()
 torch.set_num_threads(num_threads)
-store = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
+store = in_repository(results_dir) / scale
 COLORS = {
     "full": "tab:gray",
     "random": "tab:olive",
@@ -70,13 +69,6 @@ COLORS = {
     "adps": "tab:purple",
     "das": "tab:orange",
 }
-
-
-def run(config: TrainConfig, splits, keep: bool) -> Path:
-    """Train ``config`` into this chapter's store unless a run of the same config is stored there
-    (``run_one`` redoes one of another config); ``keep``: keep the run's checkpoint (its trained
-    weights are used further down). Returns the JSON."""
-    return run_one(config, profile=profile, results_dir=store, splits=splits, keep_checkpoint=keep)
 
 
 def filmstrip(
@@ -100,7 +92,7 @@ def filmstrip(
             spine.set(color=color if keep else "lightgray", linewidth=2.5 if keep else 0.5)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    plt.show()
+    show()
 
 
 # %% [markdown]
@@ -117,8 +109,7 @@ def filmstrip(
 # ultrasound-like frames (from the generator used in the next section, not BUSV images), two per
 # class folder, of different lengths, with frame names that are not zero-padded.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lengths = {"benign": [20, 9], "malignant": [13, 24]}  # frames per demo video
 demo_dir = tempfile.TemporaryDirectory(prefix="busv-layout-demo-")
 demo_root = Path(demo_dir.name)
@@ -190,47 +181,51 @@ filmstrip(
 # %% [markdown]
 # Every method of the parameters cell is trained with the project's trainer on these videos at
 # `image_size` pixels (MobileNetV3-Small per frame, Adam, 50% of the frames kept except by `full`),
-# for `epochs` epochs on `max_samples` training videos, once per seed. Runs are stored in the results
-# store under `results/08_ultrasound/<profile>/` (one JSON per run, the format of the experiments
-# chapter, apart from its store); a rerun with the same parameters reuses them.
+# for `epochs` epochs on `max_samples` training videos, once per seed. Every run is one record of the
+# results store (`results/book/<scale>/ultrasound/`); a rerun with the same parameters reads them back.
 
 # %%
-configs = [
-    TrainConfig(
-        dataset="synthetic_ultrasound",
-        method=method,
-        ratio=0.5,
-        seed=run_seed,
-        size=image_size,
-        epochs=epochs,
-        patience=None,
-        max_train_samples=max_samples,
-        max_eval_samples=max_samples,
-        dataset_options={"num_frames": num_frames},
-        device=device,
-        num_threads=num_threads,
-        quiet=True,
+runs = [
+    Run(
+        "ultrasound",
+        TrainConfig(
+            dataset="synthetic_ultrasound",
+            method=method,
+            ratio=0.5,
+            seed=run_seed,
+            size=image_size,
+            epochs=epochs,
+            patience=None,
+            max_train_samples=max_samples,
+            max_eval_samples=max_samples,
+            dataset_options={"num_frames": num_frames},
+            device=device,
+            num_threads=num_threads,
+            quiet=True,
+        ),
     )
     for method in methods
     for run_seed in seeds
 ]
-splits = load_splits(configs[0])  # the same videos for every run
-paths = [run(config, splits, keep=config.method == "das" and config.seed == seeds[0]) for config in configs]
-table = summary(store, profile)
-table = table[table["method"].isin(methods)].reset_index(drop=True)
+# The first DAS run keeps its checkpoint: its trained sampler is applied to the real cine below.
+keep = [run for run in runs if run.config.method == "das" and run.config.seed == seeds[0]]
+outcomes = sweep([run for run in runs if run not in keep], store) + sweep(keep, store, keep_checkpoint=True)
+records = [outcome.record for outcome in outcomes]
+table = summarize(records)
 display(format_summary(table).set_index(["dataset", "method"]))
-glue("n_train", len(splits.train), display=False)
-glue("n_test", len(splits.test), display=False)
+num_classes = len(records[0]["test_predictions"]["probs"][0])
+glue("n_train", records[0]["split_sizes"]["train"], display=False)
+glue("n_test", records[0]["split_sizes"]["test"], display=False)
 glue("n_seeds", len(seeds), display=False)
 glue("n_epochs", epochs, display=False)
-glue("chance", 100 / splits.train.num_classes, display=False)
+glue("chance", 100 / num_classes, display=False)
 glue(
     "bacc_list",
     Markdown("; ".join(f"{row.method} {100 * row.balanced_accuracy_mean:.1f}%" for row in table.itertuples())),
     display=False,
 )
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 3))
 error = table["balanced_accuracy_std"].fillna(0) * 100
 ax.bar(
@@ -240,18 +235,21 @@ ax.bar(
     capsize=4,
     color=[COLORS.get(m, "tab:gray") for m in table["method"]],
 )
-ax.axhline(100 / splits.train.num_classes, color="black", linestyle=":", label="chance")
-ax.set(ylabel="balanced accuracy (%)", title=f"Synthetic ultrasound videos, test split ({len(splits.test)} videos)")
+ax.axhline(100 / num_classes, color="black", linestyle=":", label="chance")
+ax.set(
+    ylabel="balanced accuracy (%)",
+    title=f"Synthetic ultrasound videos, test split ({records[0]['split_sizes']['test']} videos)",
+)
 ax.set_ylim(0, 100)
 ax.legend(frameon=False)
-plt.show()
+show()
 
 # %% [markdown]
 # With {glue:text}`n_epochs` epoch(s) on {glue:text}`n_train` synthetic training videos and
 # {glue:text}`n_seeds` seed(s), the mean balanced accuracy on {glue:text}`n_test` synthetic test videos
-# is: {glue:md}`bacc_list` (chance: {glue:text}`chance:.1f`%). These runs are short (the `paper`
-# profile trains longer, on every video, over three seeds); read them as a
-# working pipeline rather than as a ranking of the methods.
+# is: {glue:md}`bacc_list` (chance: {glue:text}`chance:.1f`%). These runs are short (the book's `gpu`
+# scale trains longer, on every video, over three seeds); read them as a working pipeline rather than
+# as a ranking of the methods.
 #
 # ## A real ultrasound cine: which frames DAS keeps
 #
@@ -268,8 +266,7 @@ plt.show()
 #   frames and resized (which squeezes its 4:3 frames to squares). It was trained on synthetic data: its
 #   choice shows how the learned rule transfers, nothing about the heart.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 cine = load_pydicom_cine()  # real, float32 [30, 1, 240, 320] in [0, 1]
 T_cine = cine.shape[0]
 literal = make_sampler("das", T_cine, T_cine // 2, base="variance").eval()
@@ -288,16 +285,10 @@ glue("cine_k", len(literal_picks), display=False)
 title = f"Real echocardiogram cine (pydicom test file): the {len(literal_picks)} frames paper-literal DAS keeps"
 filmstrip(cine, set(literal_picks), 10, title + " (base = frame variance) are framed")
 
-# %%
+# %% tags=["hide-input"]
 rows = [("uniform", uniform_picks, "tab:green"), ("DAS, variance (paper-literal)", literal_picks, "tab:orange")]
-if "das" in methods:  # the DAS trained above: its weights are in the kept checkpoint of its first seed
-    das_record = json.loads(result_path(store, profile, "synthetic_ultrasound", "das", seeds[0]).read_text())
-    das_config = TrainConfig.from_dict(das_record["config"])
-    das_model = build_model(das_config, num_frames, splits.train.num_classes, splits.train.in_channels)
-    state = torch.load(
-        checkpoint_path(store, profile, "synthetic_ultrasound", "das", seeds[0]), map_location="cpu", weights_only=False
-    )
-    das_model.load_state_dict(state["best_state"])
+if keep:  # the DAS trained above: its weights are in the kept checkpoint of its first seed
+    das_model = trained_model(outcomes[-1], store)
     resampled = torch.as_tensor(resample_indices(T_cine, num_frames))  # cine frame of each of the num_frames
     small = load_pydicom_cine(image_size=image_size)[resampled]  # [num_frames, 1, S, S]
     with torch.no_grad():
@@ -317,7 +308,7 @@ for offset, (label, picks, color) in enumerate(rows):
 ax.set_xlim(-0.5, T_cine - 0.5)
 ax.legend(frameon=False, fontsize=8, loc="upper left", ncol=2)
 ax.grid(alpha=0.3)
-plt.show()
+show()
 
 # %% [markdown]
 # The paper-literal rule keeps {glue:text}`cine_k` frames, all between frame {glue:text}`cine_first`

@@ -1,0 +1,156 @@
+"""What the book's chapters share: paths, ``glue``, their sweeps and the stored measurements.
+
+A chapter declares the runs it wants (:mod:`das.experiments`, :mod:`das.sweep`), calls :func:`sweep`
+and reads records; every number its prose quotes is glued from a record or a results file, never
+typed. Training progress goes to the terminal of ``python -m das.book`` (through the file named by
+``$DAS_BOOK_PROGRESS``), never into the page. Notebooks must not depend on the working directory:
+use :data:`ROOT` for paths in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from das.model import SubsampledClassifier
+from das.results import read_record
+from das.sweep import Outcome, Run, run_sweep
+from das.train import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ROOT / "measurements"
+PROGRESS_ENV = "DAS_BOOK_PROGRESS"
+
+
+def glue(name: str, value: object, display: bool = False) -> None:
+    """myst-nb's ``glue`` for values quoted in prose; numpy and torch scalars become Python numbers.
+
+    ``{glue:text}`name:.2f``` formats the stored ``text/plain`` repr, and numpy 2 writes it as
+    ``np.float64(0.5)``, which myst-nb cannot parse: a build warning, so an error under ``-W``.
+    """
+    from myst_nb import glue as myst_glue
+
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
+    myst_glue(name, value, display=display)
+
+
+def in_repository(path: str | Path) -> Path:
+    """``path`` made absolute against the repository root (absolute paths are kept)."""
+    path = Path(path)
+    return path if path.is_absolute() else ROOT / path
+
+
+def sweep(runs: Sequence[Run], results_dir: str | Path, **options: Any) -> list[Outcome]:
+    """:func:`das.sweep.run_sweep` for a chapter: the store relative to the repository, progress to
+    the book builder's terminal (nothing when the chapter runs elsewhere), and a failed run an error."""
+    path = os.environ.get(PROGRESS_ENV)
+    stream = open(path, "a", buffering=1) if path else None  # noqa: SIM115 -- closed below
+    try:
+        return run_sweep(runs, in_repository(results_dir), progress=stream or False, **options)
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def trained_model(outcome: Outcome, results_dir: str | Path) -> SubsampledClassifier:
+    """The model of a run swept with ``keep_checkpoint=True``, with its best epoch's weights, in eval mode."""
+    record = outcome.record
+    if record is None:
+        raise ValueError(f"{outcome.run.label} has no record: {outcome.error}")
+    checkpoint = outcome.run.checkpoint(in_repository(results_dir))
+    if not checkpoint.exists():
+        raise ValueError(f"{outcome.run.label}: no checkpoint at {checkpoint} (sweep it with keep_checkpoint=True)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["best_state"]
+    num_classes, in_channels = state["head.weight"].shape[0], state["encoder.features.0.0.weight"].shape[1]
+    model = build_model(outcome.run.config, record["num_frames"], num_classes, in_channels)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def measured_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """Every run record stored under ``measurements/<folder>`` (recursively), validated; each with its
+    file under ``"path"``. A damaged record is an error naming the file: the book never shows it."""
+    root = in_repository(Path("measurements") / folder) if not Path(folder).is_absolute() else Path(folder)
+    records = []
+    for path in sorted(root.rglob("seed*.json")):
+        record, problems = read_record(path)
+        if record is None:
+            raise ValueError(f"{path} is not a valid run record: {problems[0]}")
+        record["path"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+        records.append(record)
+    if not records:
+        raise ValueError(f"no run records under {root}")
+    return records
+
+
+def machine_label(records: Sequence[dict[str, Any]]) -> str:
+    """Where stored runs ran, in words: ``"CPU (x86_64, 2 cores), 1 thread per run, torch 2.14.1"``."""
+    kinds = set()
+    for record in records:
+        platform = record["provenance"].get("platform", {})
+        device = record["device"].split(":")[0]
+        where = "CPU" if device == "cpu" else "GPU"
+        cores = f", {platform.get('cpu_count')} cores" if platform.get("cpu_count") else ""
+        threads = (
+            f", {record['threads']} thread{'s' if record['threads'] != 1 else ''} per run" if device == "cpu" else ""
+        )
+        kinds.add(
+            f"{where} ({platform.get('machine', '?')}{cores}){threads}, torch {record['provenance']['versions']['torch']}"
+        )
+    return "; ".join(sorted(kinds))
+
+
+# Figures: the text column of the book's theme is at most COLUMN_PX CSS pixels wide (the article at a 1280 px
+# rendered book), and a figure wider than that is scaled down to fit. MIN_TEXT_PX is 9 pt.
+COLUMN_PX = 688
+MIN_TEXT_PX = 12.0
+PLOT_STYLE = {
+    "figure.figsize": (7.2, 3.4),
+    "figure.dpi": 100,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 11,
+}
+
+
+def setup_plots() -> None:
+    """The book's matplotlib style: figures as wide as the text column, text of at least 9 pt."""
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(PLOT_STYLE)
+
+
+def small_text(fig) -> list[str]:  # noqa: ANN001 -- a matplotlib Figure
+    """The visible texts of ``fig`` that would render below 9 pt in the book's column."""
+    width_px = fig.get_figwidth() * fig.dpi
+    shrink = min(1.0, COLUMN_PX / width_px)
+    fig.canvas.draw()
+    found = []
+    for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize") and hasattr(artist, "get_text")):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        rendered = text.get_fontsize() * fig.dpi / 72 * shrink
+        if rendered < MIN_TEXT_PX - 1e-6:
+            found.append(f"{text.get_text()[:40]!r} at {rendered * 0.75:.1f} pt")
+    return found
+
+
+def show() -> None:
+    """Display the open figures, after checking that their text is readable in the book (at least
+    9 pt at the rendered width); ``ValueError`` naming the small texts otherwise."""
+    import matplotlib.pyplot as plt
+
+    for number in plt.get_fignums():
+        problems = small_text(plt.figure(number))
+        if problems:
+            raise ValueError(f"figure {number}: text below 9 pt in the book's column: {', '.join(problems[:5])}")
+    plt.show()
