@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from das.config import TrainConfig
+from das.samplers import METHODS
 
-METHODS: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
 MEDMNIST3D: tuple[str, ...] = (
     "organmnist3d",
     "nodulemnist3d",

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from das.results import METHOD_ORDER
+from das.samplers import METHODS
 from das.stats import bootstrap_table
 
 CURVE_COLUMNS: tuple[str, ...] = ("train_loss", "val_loss", "val_auc", "val_balanced_accuracy")
@@ -63,7 +63,7 @@ def protocol_table(records: Sequence[dict[str, Any]], last: int = 5) -> pd.DataF
         )
         .reset_index()
     )
-    table["order"] = [METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER) for m in table["method"]]
+    table["order"] = [METHODS.index(m) if m in METHODS else len(METHODS) for m in table["method"]]
     return table.sort_values(["protocol", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
 
 
@@ -92,9 +92,9 @@ def protocol_ranking(records: Sequence[dict[str, Any]], last: int = 5) -> pd.Dat
 
 def table1(records: Sequence[dict[str, Any]], *, reference: str = "das", num_draws: int = 2000, seed: int = 0):
     """Table 1 of one dataset and setting with bootstrap intervals and paired differences to
-    ``reference`` (:func:`das.stats.bootstrap_table`), rows in :data:`METHOD_ORDER`."""
+    ``reference`` (:func:`das.stats.bootstrap_table`), rows in :data:`METHODS`."""
     table, differences = bootstrap_table(records, reference=reference, num_draws=num_draws, seed=seed)
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    order = {m: i for i, m in enumerate(METHODS)}
     table = table.sort_values("method", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     if not differences.empty:
         differences = differences.sort_values("method", key=lambda s: s.map(order), kind="stable").reset_index(

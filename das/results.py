@@ -50,15 +50,13 @@ import pandas as pd
 
 from das.metrics import METRICS
 from das.provenance import machine, training_digest, versions
+from das.samplers import METHODS
 
 if TYPE_CHECKING:
     from das.config import TrainConfig
     from das.train import TrainResult
 
 SCHEMA_VERSION = 2
-
-# Display order of methods in tables: baselines first, then learnable samplers, ours last.
-METHOD_ORDER: tuple[str, ...] = ("full", "random", "uniform", "dps", "adps", "das")
 
 
 def result_path(results_dir: str | Path, profile: str, dataset: str, method: str, seed: int) -> Path:
@@ -242,7 +240,7 @@ def load_runs(results_dir: str | Path, group: str) -> list[dict[str, Any]]:
 
 
 def _method_key(methods: Iterable[str]) -> list[int]:
-    return [METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER) for m in methods]
+    return [METHODS.index(m) if m in METHODS else len(METHODS) for m in methods]
 
 
 def setting_key(config: dict[str, Any]) -> str:
@@ -283,7 +281,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     ``<metric>_mean``/``<metric>_std`` for ``balanced_accuracy``, ``auc``, ``accuracy``, and the means of
     ``informative_hit_rate`` (synthetic data only, else NaN), ``epochs_run``,
     ``throughput_frames_per_s`` and ``flops_per_volume``. Rows are sorted by dataset, then method in
-    :data:`METHOD_ORDER`. No records give an empty frame with these columns.
+    :data:`METHODS`. No records give an empty frame with these columns.
     """
     rows = []
     for run in records:

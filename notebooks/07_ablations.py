@@ -13,403 +13,315 @@
 # %% [markdown]
 # # Ablations
 #
-# Which parts of DAS {cite}`shankaranarayana2025das` matter? This chapter trains variants of the DAS
-# sampler that differ in one choice each, with the project's trainer, and compares them:
+# Which parts of DAS {cite}`shankaranarayana2025das` matter? Each variant below changes one choice of
+# our DAS and keeps everything else, including the training protocol:
 #
-# - the number of attention heads $H$ and the base temperature $\tau_0$;
 # - the sampling ratio $k/T$, for DAS and the static samplers uniform and DPS {cite}`huijben2020dps`,
-#   with the full sequence as the upper reference;
+#   with the full sequence as the reference;
+# - the number of attention heads $H$ and the base temperature $\tau_0$;
 # - our decisions where the paper is silent or inconsistent (chapter 4): sampling **without**
-#   replacement (ours) versus with replacement (the paper's literal rule), the adaptive temperature on
-#   or off, fixed Sobel/Laplacian features versus a small learned CNN per slice, the variance score
-#   plus a learned correction as base score (ours) versus the paper's "temporal variance" base alone,
-#   and the gradient estimator the sampler learns with: the profiles train DAS with the
-#   score-function (REINFORCE) estimator, the paper uses the straight-through Gumbel-softmax gradient
-#   (`das/samplers/das_sampler.py` explains why we switched).
+#   replacement (ours) or with it (the paper's literal rule); the adaptive temperature on or off;
+#   fixed Sobel/Laplacian features or a small learned CNN per slice; the variance score plus a learned
+#   correction as base score (ours) or the variance alone (the paper's "temporal variance"); and the
+#   gradient estimator, the score-function (REINFORCE) estimator our profiles use or the paper's
+#   straight-through Gumbel-softmax gradient.
 #
-# The experiments run on the **synthetic benchmark** (`das.data`; synthetic volumes whose label is
-# drawn in one slice at a random depth). There the paper's claim is testable by construction: a
-# static sampler keeping $k$ of $T$ slices has a known accuracy ceiling, and an input-adaptive sampler
-# can pass it only by finding the informative slice. The `paper` profile adds real AdrenalMNIST3D.
-#
-# Every variant is one training run stored in the results store under
-# `results/<profile>/ablations/<variant>/<dataset>/<method>/seed<N>.json`, where the folder name
-# `<variant>` spells out the ratio and the options that differ from the defaults. A rerun reads the
-# stored runs back instead of training again (and redoes a run whose stored settings differ).
+# On **real AdrenalMNIST3D**, the variants ran under the `real` profile with three seeds; their runs
+# are stored in the repository and read back here, with 95% bootstrap intervals. On the **synthetic
+# benchmark** (labelled synthetic: the label sits in one slice at a random depth, so a static
+# sampler has a known ceiling), this build trains the variants itself.
 
 # %% tags=["parameters"]
-profile = "quick"  # parameter profile (smallest, quick, paper); picks the training settings and the store
-seed = 0  # seeds the Gumbel draws that count duplicate picks (the runs' seeds are `seeds`)
-device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
+scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+seed = 0  # seeds the bootstrap and the Gumbel draws that count duplicate picks (runs: `seeds`)
+device = "auto"  # where this build's runs train ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads per run
-datasets = ["synthetic"]  # datasets of the ablations (paper profile: also adrenalmnist3d)
-seeds = [0]  # training seeds of every variant
+stored_runs = "cpu/real"  # stored real-data runs of the real profile (under measurements/)
+num_draws = 2000  # bootstrap draws per interval
+profile = "quick"  # the sweep profile of this build's own ablations
+datasets = ["synthetic"]  # datasets of this build's ablations
+seeds = [0]  # training seeds of this build's variants
 epochs = 6  # training epochs per run; None: the profile's
 max_samples = None  # cap on training volumes; None: the profile's (quick: 256 synthetic volumes)
 max_eval_samples = None  # cap on validation and test volumes; None: the profile's
-heads = [1, 2, 4, 8]  # values of H tried (DAS default 4)
-tau0s = [0.5, 1.0, 2.0]  # values of tau0 tried (DAS default 1)
-ratios = [0.25, 0.5, 0.75]  # sampling ratios of the ratio curve
-ratio_methods = ["uniform", "dps", "das"]  # methods of the ratio curve (the full sequence is added)
-results_dir = "results"  # results store (relative to the repository root)
+heads = [1, 4, 8]  # values of H in this build's ablations (DAS default 4)
+tau0s = [0.5, 1.0, 2.0]  # values of tau0 in this build's ablations (DAS default 1)
+ratios = [0.25, 0.5, 0.75]  # sampling ratios of this build's ratio curve
+ratio_methods = ["uniform", "dps", "das"]  # methods of this build's ratio curve (full sequence added)
+results_dir = "results/book"  # run store of the book (relative to the repository root)
 
-# %%
-import inspect
-import json
-from pathlib import Path
-
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from das.book import ROOT, glue
-from das.config import TrainConfig
+from das.chapters import glue, in_repository, machine_label, measured_runs, setup_plots, show, sweep, trained_model
 from das.data import iterate_batches, static_accuracy_bound
-from das.profiles import PROFILES, get_profile
-from das.results import checkpoint_path, format_summary, result_path, summary
-from das.samplers import DASSampler
-from das.sweep import run_one
+from das.experiments import TOGGLES, ablation_plan, ablation_runs, das_defaults, variant_name
+from das.stats import bootstrap_table
 from das.train import build_model, load_splits
 
-# The sweep profiles (das.profiles) are quick and paper; the book's `smallest` profile uses the quick
-# settings shrunk by the knobs above. Runs are stored under the notebook's own profile name, so a
-# smallest run never lands among the quick ones.
-sweep_profile = get_profile(profile if profile in PROFILES else "quick")
-root = Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir
-DEFAULTS = {  # DAS's options as the profile runs it: a variant's name lists only what differs
-    **{
-        name: p.default
-        for name, p in inspect.signature(DASSampler.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    },
-    **sweep_profile.sampler_options.get("das", {}),
-}
+setup_plots()
 COLORS = {"full": "tab:gray", "uniform": "tab:green", "dps": "tab:blue", "das": "tab:orange"}
+NBSP = "\u00a0"
 
 
-def variant_name(ratio: float, options: dict) -> str:
-    """Folder of a variant: ``ratio-0.5`` for the defaults, ``ratio-0.5_heads-1`` and so on."""
-    changed = {k: v for k, v in sorted(options.items()) if DEFAULTS.get(k) != v}
-    return "_".join([f"ratio-{ratio:g}", *(f"{k}-{v}" for k, v in changed.items())])
+def variant_records(records: list[dict], runs: list, defaults: dict) -> dict[tuple[str, str], list[dict]]:
+    """``{(variant, method): records}`` of the planned ``runs``, matched by store folder, method and seed."""
+    by_key = {(r["group"], r["method"], r["seed"]): r for r in records}
+    out: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        variant = variant_name(run.config.ratio, run.config.sampler_options, defaults)
+        record = by_key.get((run.group, run.config.method, run.config.seed))
+        if record is not None:
+            out.setdefault((variant, run.config.method), []).append(record)
+    return out
 
 
-def store_profile(variant: str) -> str:
-    """``<profile>/ablations/<variant>``: the "profile" level of das.results paths for a variant."""
-    return f"{profile}/ablations/{variant}"
+def auc_rows(groups: dict[str, list[dict]], reference: str | None = None) -> pd.DataFrame:
+    """Per label: mean test AUC, its 95% interval and, against ``reference``, the paired difference."""
+    relabelled = [{**r, "method": label} for label, records in groups.items() for r in records]
+    table, diffs = bootstrap_table(relabelled, reference=reference or "", num_draws=num_draws, seed=seed)
+    table = table.set_index("method").loc[list(groups)]
+    if reference:
+        diffs = diffs.set_index("method")
+        table["diff"] = [0.0 if label == reference else -diffs.loc[label, "auc_diff"] for label in table.index]
+        table["diff_low"] = [0.0 if label == reference else -diffs.loc[label, "auc_high"] for label in table.index]
+        table["diff_high"] = [0.0 if label == reference else -diffs.loc[label, "auc_low"] for label in table.index]
+    return table
 
 
-def config_for(dataset: str, method: str, ratio: float, options: dict, run_seed: int) -> TrainConfig:
-    """The profile's settings for ``dataset``, then this chapter's knobs, then the variant."""
-    return sweep_profile.config(
-        dataset,
-        method,
-        run_seed,
-        ratio=ratio,
-        sampler_options=dict(options),
-        epochs=epochs,
-        max_train_samples=max_samples,
-        max_eval_samples=max_eval_samples,
-        device=device,
-        num_threads=num_threads,
-        quiet=True,
-    )
-
-
-def run(config: TrainConfig, variant: str, splits, keep: bool = False) -> dict:
-    """Train ``config`` into the variant's folder, or read it back (``run_one`` redoes a stored run of
-    other settings, or one whose checkpoint is needed (``keep``) but gone). The record gets
-    ``trained_now``: whether this call wrote the JSON."""
-    path = result_path(root, store_profile(variant), config.dataset, config.method, config.seed)
-    before = path.stat().st_mtime_ns if path.exists() else None
-    run_one(config, profile=store_profile(variant), results_dir=root, splits=splits, keep_checkpoint=keep)
-    return {**json.loads(path.read_text()), "trained_now": path.stat().st_mtime_ns != before}
-
+real = measured_runs(stored_runs)
+real_seeds = sorted({r["seed"] for r in real if r["group"].startswith("real/ablations/")})
+defaults = das_defaults("real")
+real_variants = variant_records(real, ablation_runs("real", seeds=real_seeds), defaults)
+glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(real)}"))
+glue("real_seeds", len(real_seeds))
 
 # %% [markdown]
-# ## The variants
+# ## Real data: the sampling ratio
 #
-# Each row is one variant; the runs of all variants use the same data, epochs and learning rates (the
-# profile's, with the overrides of the parameters cell), so they differ only in the sampler.
+# Test AUC against the share of slices kept, for uniform, DPS and DAS, with the full sequence as a
+# horizontal band (its mean and 95% interval). {glue:text}`real_seeds` seeds per point; runs from
+# {glue:md}`where`.
 
-# %%
-plan: dict[str, tuple[str, float, dict]] = {}  # variant folder + method -> (method, ratio, options)
+# %% tags=["hide-input"]
+ratios_real = sorted({r for (v, m), recs in real_variants.items() if m != "full" for r in [recs[0]["config"]["ratio"]]})
+curve_rows = []
+fig, ax = plt.subplots(figsize=(7.2, 3.6))
+for method in ("uniform", "dps", "das"):
+    groups = {
+        ratio: real_variants[(variant_name(ratio, {}, defaults), method)]
+        for ratio in ratios_real
+        if (variant_name(ratio, {}, defaults), method) in real_variants
+    }
+    if not groups:
+        continue
+    table = auc_rows({f"{method} {ratio:g}": recs for ratio, recs in groups.items()})
+    xs = list(groups)
+    ax.errorbar(
+        xs,
+        table["auc_mean"],
+        yerr=[table["auc_mean"] - table["auc_low"], table["auc_high"] - table["auc_mean"]],
+        fmt="o-",
+        capsize=3,
+        color=COLORS[method],
+        label=method,
+    )
+    curve_rows += [
+        {"method": method, "ratio": x, "AUC": f"{m:.3f}", "95% interval": f"[{lo:.3f},{NBSP}{hi:.3f}]"}
+        for x, m, lo, hi in zip(xs, table["auc_mean"], table["auc_low"], table["auc_high"])
+    ]
+full_key = next((key for key in real_variants if key[1] == "full"), None)
+if full_key is not None:
+    full = auc_rows({"full": real_variants[full_key]}).iloc[0]
+    ax.axhspan(full["auc_low"], full["auc_high"], color=COLORS["full"], alpha=0.2, lw=0)
+    ax.axhline(full["auc_mean"], color=COLORS["full"], lw=1.5, label=f"full sequence ({full['auc_mean']:.3f})")
+ax.set(xlabel="share of slices kept, k/T", ylabel="test AUC", title="AdrenalMNIST3D: AUC against the sampling ratio")
+ax.grid(alpha=0.3)
+ax.legend(frameon=False)
+show()
 
+# %% tags=["remove-input"]
+display(pd.DataFrame(curve_rows).pivot(index="ratio", columns="method", values="AUC"))
+curve = pd.DataFrame(curve_rows).set_index(["method", "ratio"])
+glue(
+    "curve_das",
+    Markdown("; ".join(f"{r:g}: {curve.loc[('das', r), 'AUC']}" for r in ratios_real if ("das", r) in curve.index)),
+)
 
-def add(method: str, ratio: float, options: dict | None = None) -> str:
-    options = options or {}
-    variant = variant_name(ratio, options)
-    plan.setdefault(f"{variant}/{method}", (method, ratio, options))
-    return variant
+# %% [markdown]
+# DAS's test AUC per ratio: {glue:md}`curve_das`.
+#
+# ## Real data: our decisions, one at a time
+#
+# Each row changes one option of our DAS at 50% of the slices. The right column is the paired
+# difference to our defaults over the same seeds and bootstrap draws: an interval that excludes zero
+# is an effect these runs resolve.
 
+# %% tags=["hide-input"]
+labels = {"ours (defaults)": variant_name(0.5, {}, defaults)}
+labels |= {f"H = {h}": variant_name(0.5, {"heads": h}, defaults) for h in (1, 8)}
+labels |= {f"tau0 = {t:g}": variant_name(0.5, {"tau0": t}, defaults) for t in (0.5, 2.0)}
+labels |= {label: variant_name(0.5, options, defaults) for label, options in TOGGLES.items() if options}
+groups = {label: real_variants[(v, "das")] for label, v in labels.items() if (v, "das") in real_variants}
+decisions = auc_rows(groups, reference="ours (defaults)")
+fig, ax = plt.subplots(figsize=(7.2, 0.42 * len(decisions) + 1.0))
+y = np.arange(len(decisions))
+ax.errorbar(
+    decisions["diff"],
+    y,
+    xerr=[decisions["diff"] - decisions["diff_low"], decisions["diff_high"] - decisions["diff"]],
+    fmt="o",
+    color="tab:orange",
+    capsize=3,
+)
+ax.axvline(0, color="k", lw=1)
+ax.set_yticks(y, decisions.index)
+ax.invert_yaxis()
+ax.set(xlabel="test AUC minus ours (paired, 95% interval)", title="DAS variants on AdrenalMNIST3D, 50% of slices")
+ax.grid(axis="x", alpha=0.3)
+fig.tight_layout()
+show()
 
-AXES: dict[str, list[tuple[object, str]]] = {  # ablation -> [(value shown, variant folder)] for DAS
-    "heads H": [(h, add("das", 0.5, {"heads": h})) for h in heads],
-    "tau0": [(t, add("das", 0.5, {"tau0": float(t)})) for t in tau0s],
-}
-TOGGLES = {  # label -> options; our defaults first
-    "ours (defaults)": {},
-    "with replacement (paper-literal)": {"replacement": True},
-    "fixed temperature": {"adaptive_temperature": False},
-    "learned features (CNN)": {"features": "learned"},
-    "variance base (paper-literal)": {"base": "variance"},
-    "straight-through gradient (paper-literal)": {"estimator": "st"},
-}
-toggle_variants = {label: add("das", 0.5, options) for label, options in TOGGLES.items()}
-curve = {m: [(r, add(m, r)) for r in ratios] for m in ratio_methods}
-full_variant = add("full", 1.0)
+# %% tags=["remove-input"]
 display(
     pd.DataFrame(
-        [
-            {
-                "variant folder": key.rsplit("/", 1)[0],
-                "method": m,
-                "ratio": r,
-                "options": ", ".join(f"{k}={v}" for k, v in o.items() if DEFAULTS.get(k) != v) or "(defaults)",
-            }
-            for key, (m, r, o) in plan.items()
-        ]
-    )
-)
-glue("n_variants", len(plan))
-glue("n_runs", len(plan) * len(seeds) * len(datasets))
-
-# %% [markdown]
-# ## Training
-#
-# {glue:text}`n_variants` variants × {glue:text}`n_runs_per_variant` run(s) each (datasets × seeds):
-# {glue:text}`n_runs` runs, with these settings:
-
-# %%
-records: list[dict] = []
-# The duplicate count below needs the trained weights of these two: their checkpoints are kept.
-keep_variants = {toggle_variants["ours (defaults)"], toggle_variants["with replacement (paper-literal)"]}
-informative_slices: dict[str, tuple[int, int, int]] = {}  # synthetic dataset -> (T, m, classes)
-for dataset in datasets:
-    splits = load_splits(config_for(dataset, "das", 0.5, {}, seeds[0]))
-    if splits.test.informative is not None:
-        informative_slices[dataset] = (
-            splits.test.num_frames,
-            int(splits.test.informative[0].sum()),
-            splits.test.num_classes,
-        )
-    for key, (method, ratio, options) in plan.items():
-        variant = key.rsplit("/", 1)[0]
-        for run_seed in seeds:
-            config = config_for(dataset, method, ratio, options, run_seed)
-            record = run(config, variant, splits, keep=method == "das" and variant in keep_variants)
-            records.append({**record, "variant": variant})
-base = config_for(datasets[0], "das", 0.5, {}, seeds[0])
-settings = pd.DataFrame(
-    [
         {
-            "datasets": ", ".join(datasets),
-            "seeds": ", ".join(map(str, seeds)),
-            "epochs": base.epochs,
-            "patience": base.patience,
-            "lr": base.lr,
-            "sampler lr": base.resolved_sampler_lr,
-            "train volumes": base.max_train_samples or "all",
-            "val/test volumes": base.max_eval_samples or "all",
+            "variant": decisions.index,
+            "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
+            "95% interval": [
+                f"[{lo:.3f},{NBSP}{hi:.3f}]" for lo, hi in zip(decisions["auc_low"], decisions["auc_high"])
+            ],
+            "minus ours": [f"{d:+.3f}" for d in decisions["diff"]],
+            "95% interval of the difference": [
+                f"[{lo:+.3f},{NBSP}{hi:+.3f}]" for lo, hi in zip(decisions["diff_low"], decisions["diff_high"])
+            ],
         }
-    ]
-).T.rename(columns={0: "value"})
-display(settings)
-seconds = pd.Series([r["timings"]["wall_s"] for r in records])
-glue("n_runs_per_variant", len(seeds) * len(datasets))
-glue("estimator", Markdown(f"`{DEFAULTS['estimator']}`"))
-glue("train_minutes", float(seconds.sum() / 60))
-glue("trained_now", sum(r["trained_now"] for r in records))
-glue("devices", Markdown(", ".join(sorted({f"`{r['device']}`" for r in records}))))
-
-# %% [markdown]
-# The runs took {glue:text}`train_minutes:.1f` minutes of wall time in total on device(s)
-# {glue:md}`devices` ({glue:text}`trained_now` trained by this execution of the chapter, the others read
-# back from the store). Timings on a shared machine are contended and only indicative.
-#
-# ## All variants
-
-
-# %%
-def variant_summary(variant: str, method: str) -> pd.DataFrame:
-    """das.results.summary of one variant folder, restricted to ``method`` (all datasets)."""
-    table = summary(root, store_profile(variant))
-    return table[table["method"] == method].assign(variant=variant)
-
-
-rows = []
-for key, (method, _ratio, _options) in plan.items():
-    rows.append(variant_summary(key.rsplit("/", 1)[0], method))
-results = pd.concat(rows, ignore_index=True)
-shown = (
-    format_summary(results)
-    .assign(variant=results["variant"], k=results["k"])
-    .set_index(["dataset", "variant", "method"])
+    ).set_index("variant")
 )
-display(shown)
-
-
-def spread(stds: np.ndarray) -> np.ndarray | None:
-    """Error bars from standard deviations; none at all with a single seed (std undefined)."""
-    return None if np.isnan(stds).all() else np.nan_to_num(stds)
-
-
-def metric(variant: str, method: str, dataset: str, name: str = "balanced_accuracy") -> tuple[float, float]:
-    row = results[(results["variant"] == variant) & (results["method"] == method) & (results["dataset"] == dataset)]
-    return float(row[f"{name}_mean"].iloc[0]), float(row[f"{name}_std"].iloc[0]) if f"{name}_std" in row else np.nan
-
+resolved = [v for v in decisions.index if decisions.loc[v, "diff_low"] > 0 or decisions.loc[v, "diff_high"] < 0]
+glue(
+    "resolved",
+    Markdown("; ".join(f"{v} ({decisions.loc[v, 'diff']:+.3f})" for v in resolved) if resolved else "none of them"),
+)
+tau_same = [
+    label
+    for label in decisions.index
+    if label.startswith("tau0")
+    and [r["metrics"]["auc"] for r in groups[label]] == [r["metrics"]["auc"] for r in groups["ours (defaults)"]]
+]
+glue("tau_same", Markdown(" and ".join(tau_same) if tau_same else "no tau0 variant"))
 
 # %% [markdown]
-# ## Heads and base temperature
+# Variants whose difference to our defaults the paired intervals resolve: {glue:md}`resolved`.
 #
-# The DAS runs of this chapter learn with the {glue:md}`estimator` estimator (the profile's choice) unless
-# a variant says otherwise. With the score-function estimator the temperature plays **no part** in
-# training: $\tau$ only shapes the soft relaxation of the straight-through gradient, which this
-# estimator does not use. The $\tau_0$ runs below must then agree to the last digit, which checks the
-# claim; the "fixed temperature" variant further down differs from our defaults only through its
-# random initialisation (one MLP fewer shifts the random stream), so its gap to the defaults shows
-# how large run-to-run noise is here.
+# With the score-function estimator the temperature plays no part in training: $\tau$ only shapes
+# the soft relaxation of the straight-through gradient, which this estimator does not use. The $\tau_0$
+# variants must then repeat our defaults to the last digit; here {glue:md}`tau_same` do, which checks
+# the claim. The fixed-temperature variant differs from our defaults only through its random
+# initialisation (one MLP fewer shifts the random stream), so its difference shows run-to-run noise.
 #
-# Chapter 4 shows that the $H$ heads collapse into one positive scale per row, which acts as that
-# row's inverse temperature in training and is ignored at evaluation (a top-$k$ of the base scores).
-# $H$ and $\tau_0$ therefore change only how the training distribution explores; if they matter, it is
-# through what the base score learns. Error bars: one standard deviation over seeds (none with a single
-# seed). With one seed and a few epochs, as in the `quick` profile, differences of a few points between
-# variants are within the run-to-run noise of training; the `paper` profile runs three seeds.
+# ## The synthetic benchmark, trained by this build
+#
+# The same variants on the synthetic benchmark, at this build's scale (a few epochs, fewer seeds:
+# differences of a few points are within the run-to-run noise). The static samplers' analytic ceiling
+# is the dashed curve: a static sampler passes it only by luck of the test set, an input-adaptive one by
+# finding the informative slice.
 
-# %%
-fig, axes = plt.subplots(len(datasets), len(AXES), figsize=(10, 3.2 * len(datasets)), squeeze=False)
-for row, dataset in enumerate(datasets):
-    for col, (axis, points) in enumerate(AXES.items()):
-        ax = axes[row, col]
-        values = [metric(v, "das", dataset) for _, v in points]
-        means, stds = np.array(values).T * 100
-        ax.errorbar(range(len(points)), means, yerr=spread(stds), fmt="o-", capsize=4, color=COLORS["das"], label="das")
-        ax.set_xticks(range(len(points)), [f"{value:g}" for value, _ in points])
-        ax.set(xlabel=axis, ylabel="balanced accuracy (%)", title=f"{dataset}: DAS against {axis}", ylim=(0, 105))
-        ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
-for axis, points in AXES.items():
-    tag = axis.split()[0]
-    glue(
-        f"{tag}_list",
-        Markdown(
-            "; ".join(
-                f"{axis.split()[-1]} = {value:g}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for value, v in points
-            )
-        ),
+# %% tags=["hide-input"]
+plan = ablation_plan(profile, heads=heads, tau0s=tau0s, ratios=ratios, ratio_methods=ratio_methods)
+overrides = dict(
+    epochs=epochs,
+    max_train_samples=max_samples,
+    max_eval_samples=max_eval_samples,
+    device=device,
+    num_threads=num_threads,
+    quiet=True,
+)
+store = in_repository(results_dir) / scale
+runs = ablation_runs(profile, datasets, seeds, plan=plan, **overrides)
+keep_variants = {
+    variant_name(0.5, {}, das_defaults(profile)),
+    variant_name(0.5, {"replacement": True}, das_defaults(profile)),
+}
+kept = [
+    r
+    for r in runs
+    if r.config.method == "das"
+    and variant_name(r.config.ratio, r.config.sampler_options, das_defaults(profile)) in keep_variants
+    and r.config.seed == seeds[0]
+]
+outcomes = sweep([r for r in runs if r not in kept], store) + sweep(kept, store, keep_checkpoint=True)
+records = [o.record for o in outcomes]
+syn_defaults = das_defaults(profile)
+own = variant_records(records, runs, syn_defaults)
+glue("own_where", Markdown(machine_label(records)))
+glue("own_runs", len(records))
+
+
+def own_bacc(variant: str, method: str) -> tuple[float, float]:
+    values = [r["metrics"]["balanced_accuracy"] for r in own.get((variant, method), [])]
+    return (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
+
+
+dataset = datasets[0]
+probe = next(r for r in records if r["dataset"] == dataset)
+fig, (ax_curve, ax_bars) = plt.subplots(1, 2, figsize=(7.2, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
+for method in ratio_methods:
+    points = [(r, own_bacc(variant_name(r, {}, syn_defaults), method)) for r in ratios]
+    ax_curve.errorbar(
+        [r for r, _ in points],
+        [100 * m for _, (m, _) in points],
+        yerr=[100 * np.nan_to_num(s) for _, (_, s) in points],
+        fmt="o-",
+        capsize=3,
+        color=COLORS[method],
+        label=method,
     )
-
-# %% [markdown]
-# Balanced accuracy of DAS on {glue:md}`first_dataset` against the number of heads:
-# {glue:md}`heads_list`; against $\tau_0$: {glue:md}`tau0_list`.
-#
-# ## Sampling ratio
-#
-# Balanced accuracy against the share of slices kept, for DAS and the static samplers, with the full
-# sequence (every slice) as a horizontal line. On the synthetic benchmark the dashed curve is the
-# analytic ceiling of any static sampler at each ratio (`das.data.static_accuracy_bound`, from the
-# number of slices, informative slices and classes of the benchmark): a static sampler can only pass it by luck of the test
-# set, an input-adaptive one by finding the informative slice.
-
-# %%
-fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 3.8), squeeze=False)
-ceiling_rows = []
-for col, dataset in enumerate(datasets):
-    ax = axes[0, col]
-    for method, points in curve.items():
-        values = np.array([metric(v, method, dataset) for _, v in points]) * 100
-        ax.errorbar(
-            [r for r, _ in points],
-            values[:, 0],
-            yerr=spread(values[:, 1]),
-            fmt="o-",
-            capsize=4,
-            color=COLORS.get(method),
-            label=method,
-        )
-    full_mean, full_std = metric(full_variant, "full", dataset)
-    ax.axhline(100 * full_mean, color=COLORS["full"], lw=1.5, label=f"full sequence ({100 * full_mean:.1f}%)")
-    if dataset in informative_slices:
-        T, m, classes = informative_slices[dataset]
-        grid = np.linspace(min(ratios), max(ratios), 50)
-        bounds = [100 * static_accuracy_bound(T, max(1, round(r * T)), m, classes) for r in grid]
-        ax.plot(grid, bounds, "k--", lw=1, label="static ceiling (analytic)")
-        ax.axhline(100 / classes, color="k", ls=":", lw=1, label="chance")
-        ceiling_rows = [(r, static_accuracy_bound(T, max(1, round(r * T)), m, classes)) for r in ratios]
-    ax.set(xlabel="sampling ratio k/T", ylabel="balanced accuracy (%)", title=dataset, ylim=(0, 105))
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
-fig.tight_layout()
-plt.show()
-glue("first_dataset", Markdown(datasets[0]))
-glue(
-    "ratio_list",
-    Markdown(
-        "; ".join(
-            f"{r:g}: "
-            + ", ".join(
-                f"{m} {100 * metric(v, m, datasets[0])[0]:.1f}%" for m, pts in curve.items() for rr, v in pts if rr == r
-            )
-            for r in ratios
-        )
-    ),
+full_records = [r for (v, m), recs in own.items() if m == "full" for r in recs]
+if full_records:
+    ax_curve.axhline(
+        100 * np.mean([r["metrics"]["balanced_accuracy"] for r in full_records]), color=COLORS["full"], label="full"
+    )
+if dataset == "synthetic":
+    options = probe["config"]["dataset_options"]
+    T = probe["num_frames"]
+    m_inf = options.get("num_informative", 1)
+    classes = len(probe["test_predictions"]["probs"][0])
+    grid = np.linspace(min(ratios), max(ratios), 50)
+    ax_curve.plot(
+        grid,
+        [100 * static_accuracy_bound(T, max(1, round(r * T)), m_inf, classes) for r in grid],
+        "k--",
+        lw=1,
+        label="static ceiling",
+    )
+ax_curve.set(xlabel="k/T", ylabel="balanced accuracy (%)", title=f"{dataset}: ratio curve", ylim=(0, 105))
+ax_curve.grid(alpha=0.3)
+ax_curve.legend(frameon=False)
+bar_labels = ["ours (defaults)", *(label for label, options in TOGGLES.items() if options)]
+values = [own_bacc(variant_name(0.5, TOGGLES[label], syn_defaults), "das") for label in bar_labels]
+ax_bars.barh(
+    range(len(bar_labels)),
+    [100 * m for m, _ in values],
+    xerr=[100 * np.nan_to_num(s) for _, s in values],
+    color=["tab:orange"] + ["tab:gray"] * (len(bar_labels) - 1),
+    capsize=3,
 )
-glue("full_bacc", 100 * metric(full_variant, "full", datasets[0])[0])
-
-# %% [markdown]
-# Balanced accuracy on {glue:md}`first_dataset` per ratio: {glue:md}`ratio_list`; full sequence
-# {glue:text}`full_bacc:.1f`%.
-
-# %% tags=["nbval-check-output"]
-for r, bound in ceiling_rows:  # the analytic ceilings drawn above (synthetic benchmark)
-    print(f"ratio {r:g}: static ceiling {100 * bound:.1f}%")
-
-# %% [markdown]
-# ## Our decisions against the paper's literal reading
-#
-# Each bar changes one choice of our DAS defaults (ratio 0.5). The right panel shows, on the synthetic
-# benchmark, the share of test volumes for which the kept slices include the informative one: the
-# mechanism behind the accuracy.
-
-# %%
-fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 3.4 * len(datasets)), squeeze=False)
-labels = list(toggle_variants)
-for row, dataset in enumerate(datasets):
-    panels = [("balanced_accuracy", "balanced accuracy (%)")]
-    if dataset == "synthetic":
-        panels.append(("informative_hit_rate", "informative slice kept (%)"))
-    for col, (name, label) in enumerate(panels):
-        ax = axes[row, col]
-        values = np.array([metric(v, "das", dataset, name) for v in toggle_variants.values()]) * 100
-        ax.barh(
-            range(len(labels)),
-            values[:, 0],
-            xerr=spread(values[:, 1]),
-            capsize=4,
-            color=["tab:orange"] + ["tab:gray"] * (len(labels) - 1),
-        )
-        for y, value in enumerate(values[:, 0]):
-            ax.text(value, y, f" {value:.1f}", va="center", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels if col == 0 else [])
-        ax.invert_yaxis()
-        ax.set(xlabel=label, xlim=(0, 110), title=dataset)
-        ax.grid(axis="x", alpha=0.3)
-    if len(panels) == 1:
-        axes[row, 1].set_axis_off()
+ax_bars.set_yticks(range(len(bar_labels)), [label.replace(" (paper-literal)", "*") for label in bar_labels])
+ax_bars.invert_yaxis()
+ax_bars.set(xlabel="balanced accuracy (%)", title="DAS variants (* paper-literal)", xlim=(0, 105))
+ax_bars.grid(axis="x", alpha=0.3)
 fig.tight_layout()
-plt.show()
-glue(
-    "toggle_list",
-    Markdown(
-        "; ".join(f"{label}: {100 * metric(v, 'das', datasets[0])[0]:.1f}%" for label, v in toggle_variants.items())
-    ),
-)
+show()
+glue("syn_list", Markdown("; ".join(f"{label}: {100 * m:.1f}%" for label, (m, _) in zip(bar_labels, values))))
 
 # %% [markdown]
-# Balanced accuracy on {glue:md}`first_dataset`: {glue:md}`toggle_list`.
+# {glue:text}`own_runs` runs on {glue:md}`own_where`. Balanced accuracy of the DAS variants on the
+# synthetic benchmark: {glue:md}`syn_list`.
 #
 # ## Duplicate picks with replacement
 #
@@ -436,38 +348,28 @@ def duplicate_share(sampler, dataset_split, generator: torch.Generator) -> float
 
 
 dup_rows = []
-for dataset in datasets[:1]:
-    splits = load_splits(config_for(dataset, "das", 0.5, {}, seeds[0]))
-    for label in ("ours (defaults)", "with replacement (paper-literal)"):
-        variant = toggle_variants[label]
-        config = config_for(dataset, "das", 0.5, TOGGLES[label], seeds[0])
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)  # the trainer's initialisation
-            model = build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
-        initial = duplicate_share(model.sampler, splits.train, torch.Generator().manual_seed(seed))
-        state = torch.load(
-            checkpoint_path(root, store_profile(variant), dataset, "das", config.seed),
-            map_location="cpu",
-            weights_only=False,
-        )["best_state"]
-        model.load_state_dict(state)
-        trained = duplicate_share(model.sampler, splits.train, torch.Generator().manual_seed(seed))
-        dup_rows.append(
-            {
-                "dataset": dataset,
-                "variant": label,
-                "at initialisation (%)": round(100 * initial, 1),
-                "trained (%)": round(100 * trained, 1),
-            }
-        )
-duplicates = pd.DataFrame(dup_rows).set_index(["dataset", "variant"])
+by_run = {(o.run.group, o.run.config.method, o.run.config.seed): o for o in outcomes}
+for label in ("ours (defaults)", "with replacement (paper-literal)"):
+    [run] = [
+        r
+        for r in kept
+        if variant_name(r.config.ratio, r.config.sampler_options, syn_defaults)
+        == variant_name(0.5, TOGGLES[label], syn_defaults)
+    ]
+    outcome = by_run[(run.group, run.config.method, run.config.seed)]
+    splits = load_splits(run.config)
+    with torch.random.fork_rng():
+        torch.manual_seed(run.config.seed)  # the trainer's initialisation
+        initial = build_model(run.config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+    before = duplicate_share(initial.sampler, splits.train, torch.Generator().manual_seed(seed))
+    after = duplicate_share(trained_model(outcome, store).sampler, splits.train, torch.Generator().manual_seed(seed))
+    dup_rows.append(
+        {"variant": label, "at initialisation (%)": round(100 * before, 1), "trained (%)": round(100 * after, 1)}
+    )
+duplicates = pd.DataFrame(dup_rows).set_index("variant")
 print(duplicates[["at initialisation (%)"]].to_string())
-literal = (datasets[0], "with replacement (paper-literal)")
-glue("dup_init", duplicates.loc[literal, "at initialisation (%)"])
-
-# %%
-display(duplicates)
-glue("dup_trained", duplicates.loc[literal, "trained (%)"])
+glue("dup_init", duplicates.loc["with replacement (paper-literal)", "at initialisation (%)"])
+glue("dup_trained", duplicates.loc["with replacement (paper-literal)", "trained (%)"])
 
 # %% [markdown]
 # With replacement, {glue:text}`dup_init:.1f`% of the training picks repeat an earlier pick at

@@ -133,3 +133,29 @@ def test_load_dataset_rejects_unknown_options() -> None:
         load_dataset("synthetic", "train", depth=3)
     with pytest.raises(ValueError, match=r"image size is the argument size="):
         load_dataset("synthetic", "train", image_size=32)
+
+
+@pytest.mark.parametrize("name", ["synthetic", "synthetic_ultrasound"])
+@pytest.mark.parametrize(
+    ("num_samples", "pattern"),
+    [(0, "got 0"), (-3, "got -3"), (2.5, "got 2.5"), ("8", "got '8'"), (True, "got True")],
+)
+def test_load_dataset_needs_at_least_one_sample(name: str, num_samples: object, pattern: str) -> None:
+    with pytest.raises(ValueError, match=rf"^num_samples must be an int >= 1, {pattern}$"):
+        load_dataset(name, "train", num_samples=num_samples)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+def test_load_dataset_refuses_bad_seeds(seed: object) -> None:
+    with pytest.raises(ValueError, match=rf"^seed must be an int >= 0 .*got {seed!r}$".replace(".5", r"\.5")):
+        load_dataset("synthetic", "train", num_samples=2, seed=seed)
+    assert len(load_dataset("synthetic", "train", num_samples=2, seed=np.int64(3))) == 2  # numpy ints are ints
+
+
+def test_load_dataset_lists_the_valid_options() -> None:
+    with pytest.raises(ValueError, match=r"'frames'.*valid options: num_samples, num_frames, num_classes, "):
+        load_dataset("synthetic_ultrasound", "train", frames=3)
+    with pytest.raises(
+        ValueError, match=r"takes no options, got 'noise' \(valid options: none; size, root and download"
+    ):
+        load_dataset("adrenalmnist3d", "train", noise=0.1)

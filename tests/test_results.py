@@ -13,8 +13,7 @@ from record_helpers import valid_record
 
 import das.sweep
 import das.train
-from das.data import DATASETS
-from das.profiles import MEDMNIST3D, METHODS, PROFILES, get_profile
+from das.profiles import get_profile
 from das.results import (
     checkpoint_path,
     format_summary,
@@ -24,7 +23,7 @@ from das.results import (
     write_json_atomic,
     write_summary,
 )
-from das.sweep import run_table1, table1_configs
+from das.sweep import run_table1
 
 TINY = dict(
     epochs=1,
@@ -68,7 +67,7 @@ def test_summary_means_and_stds_over_seeds_in_method_order(tmp_path: Path) -> No
     fake_run(tmp_path, "synthetic", "full", 0, 0.5, None)  # undefined AUC stored as null
     assert len(load_runs(tmp_path, "p")) == 4
     table = summary(tmp_path, "p")
-    assert list(table["method"]) == ["full", "das"]  # METHOD_ORDER, not alphabetical
+    assert list(table["method"]) == ["full", "das"]  # the registry order, not alphabetical
     das_row = table.set_index("method").loc["das"]
     assert das_row["n_seeds"] == 3
     assert das_row["balanced_accuracy_mean"] == pytest.approx(0.8)
@@ -91,33 +90,6 @@ def test_write_summary_writes_csv_and_markdown(tmp_path: Path) -> None:
 def test_summary_of_an_empty_store_is_an_empty_frame(tmp_path: Path) -> None:
     table = summary(tmp_path, "nothing")
     assert table.empty and "balanced_accuracy_mean" in table.columns
-
-
-def test_profiles_are_complete_and_valid() -> None:
-    quick, paper = get_profile("quick"), get_profile("paper")
-    assert set(quick.datasets) == {"synthetic", "adrenalmnist3d"} and quick.methods == METHODS
-    assert paper.datasets == MEDMNIST3D and paper.methods == METHODS and len(paper.seeds) == 3
-    assert quick.ratio == paper.ratio == 0.5
-    assert all(name in DATASETS for name in MEDMNIST3D)
-    for name in PROFILES:  # every run of every profile is a valid TrainConfig
-        configs = table1_configs(name)
-        assert len(configs) == len(get_profile(name).datasets) * len(METHODS) * len(get_profile(name).seeds)
-    organ = table1_configs("paper", datasets=["organmnist3d"], methods=["das"], seeds=[0])[0]
-    assert (organ.epochs, organ.patience, organ.lr, organ.batch_size) == (100, 10, 1e-4, 16)
-    with pytest.raises(ValueError, match="unknown profile 'huge'"):
-        get_profile("huge")
-    with pytest.raises(ValueError, match="unknown training setting"):
-        table1_configs("quick", epochz=3)
-
-
-def test_profiles_train_das_with_the_score_estimator_unless_overridden() -> None:
-    for name in ("quick", "paper"):
-        profile = get_profile(name)
-        dataset = profile.datasets[0]
-        assert profile.config(dataset, "das", 0).sampler_options == {"estimator": "score"}
-        assert profile.config(dataset, "dps", 0).sampler_options == {}
-        paper_literal = profile.config(dataset, "das", 0, sampler_options={"estimator": "st", "heads": 2})
-        assert paper_literal.sampler_options == {"estimator": "st", "heads": 2}
 
 
 def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,9 +1,10 @@
 """Datasets of the project, all as :class:`VolumeDataset` (uint8 ``[N, T, C, H, W]`` in memory;
 items ``(x float32 [T, C, H, W] in [0, 1], y int64)``), and the batching paths.
 
->>> train = load_dataset("adrenalmnist3d", "train", size=28, root="path/to/medmnist")
->>> for x, y in iterate_batches(train, 16, shuffle=True, seed=epoch, device="cuda"):
-...     ...
+>>> train = load_dataset("synthetic", "train", size=16, num_samples=32)  # or "adrenalmnist3d", ...
+>>> x, y = next(iterate_batches(train, 16, shuffle=True, seed=0))
+>>> tuple(x.shape), x.dtype, tuple(y.shape)
+((16, 16, 1, 16, 16), torch.float32, (16,))
 
 Real: the six MedMNIST3D sets (:func:`load_medmnist3d`), BUSV videos (:func:`load_busv`, needs the
 dataset), the pydicom ultrasound cine (:func:`load_pydicom_cine`). Synthetic, generated offline:

@@ -62,6 +62,15 @@ class VolumeDataset(Dataset):
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if len(label_names) < 2:
             raise ValueError(f"label_names must name at least 2 classes, got {list(label_names)!r}")
+        if len(set(label_names)) != len(label_names):
+            raise ValueError(f"label_names must name every class once, got duplicates in {list(label_names)!r}")
+        if labels.is_floating_point():  # converting 0.7 to int64 would truncate it to class 0
+            fractional = labels[~(torch.isfinite(labels) & (labels == labels.round()))]
+            if fractional.numel():
+                raise ValueError(
+                    f"labels must be whole numbers (class indices), got {labels.dtype} values such as "
+                    f"{fractional[0].item():g}"
+                )
         labels = labels.to(torch.int64)
         if n and (int(labels.min()) < 0 or int(labels.max()) >= len(label_names)):
             raise ValueError(

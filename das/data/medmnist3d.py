@@ -107,7 +107,9 @@ def load_medmnist3d(
     Raises:
         ValueError: unknown name, split or size.
         DatasetNotFoundError: the file is missing and ``download`` is false.
-        CorruptDatasetError: the file is truncated, not an npz, or lacks the split's arrays.
+        CorruptDatasetError: the file is truncated, not an npz, lacks the split's arrays, holds
+            volumes of another size than ``size``, or labels that are not whole numbers in
+            ``[0, num_classes - 1]``.
     """
     flag = medmnist_flag(name)
     if split not in SPLITS:
@@ -127,7 +129,7 @@ def load_medmnist3d(
                 f"into that folder; the folder comes from root=, else $DAS_DATA_DIR, else a shared/data/medmnist "
                 f"checkout beside the clone, else ~/.medmnist."
             )
-    images, labels = _read_split(path, split)
+    images, labels = _read_split(path, split, size, len(info["label"]))
     return VolumeDataset(
         torch.from_numpy(images).unsqueeze(2),  # [N, D, H, W] -> [N, T=D, C=1, H, W]
         torch.from_numpy(labels.reshape(-1).astype(np.int64)),
@@ -138,9 +140,10 @@ def load_medmnist3d(
     )
 
 
-def _read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``{split}_images`` (uint8 ``[N, D, H, W]``) and ``{split}_labels`` (``[N, 1]``) from the npz,
-    with every way a damaged file can fail turned into one :class:`CorruptDatasetError`."""
+def _read_split(path: Path, split: str, size: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``{split}_images`` (uint8 ``[N, size, size, size]``) and ``{split}_labels`` (``[N, 1]``, whole
+    numbers in ``[0, num_classes - 1]``) from the npz, with every way a damaged file can fail turned
+    into one :class:`CorruptDatasetError`."""
     advice = f"delete {path} and download it again (download=True)"
     keys = (f"{split}_images", f"{split}_labels")
     try:
@@ -167,4 +170,29 @@ def _read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise CorruptDatasetError(
             f"{path}: expected {keys[0]} uint8 [N, D, H, W] and {keys[1]} [N, 1], got {found}: {advice}"
         )
+    if images.shape[1:] != (size, size, size):
+        raise CorruptDatasetError(
+            f"{path}: expected {keys[0]} of shape [N, {size}, {size}, {size}] for size={size}, got "
+            f"{list(images.shape)} (a file of another size under this name?): {advice}"
+        )
+    _check_labels(path, keys[1], labels, num_classes, advice)
     return images, labels
+
+
+def _check_labels(path: Path, key: str, labels: np.ndarray, num_classes: int, advice: str) -> None:
+    """:class:`CorruptDatasetError` unless ``labels`` are whole numbers in ``[0, num_classes - 1]``:
+    a fractional label would otherwise be truncated to a class silently."""
+    if labels.dtype.kind not in "biuf":
+        raise CorruptDatasetError(f"{path}: {key} must hold integer class labels, got dtype {labels.dtype}: {advice}")
+    if labels.dtype.kind == "f":
+        fractional = labels[~(np.isfinite(labels) & (labels == np.round(labels)))]
+        if fractional.size:
+            raise CorruptDatasetError(
+                f"{path}: {key} must hold whole class labels, got {labels.dtype} values such as "
+                f"{float(fractional.flat[0])}: {advice}"
+            )
+    if labels.size and (labels.min() < 0 or labels.max() > num_classes - 1):
+        raise CorruptDatasetError(
+            f"{path}: {key} must lie in [0, {num_classes - 1}] ({num_classes} classes), got range "
+            f"[{labels.min()}, {labels.max()}]: {advice}"
+        )

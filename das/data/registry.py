@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 from collections.abc import Callable
 
 import numpy as np
 
+from das.checks import check_int
 from das.data.dataset import VolumeDataset
 from das.data.medmnist3d import MEDMNIST3D_FLAGS, SPLITS, load_medmnist3d, medmnist_flag
 from das.data.synthetic import make_synthetic_volumes
@@ -47,7 +49,8 @@ def load_dataset(
       ``(seed, split)`` (:func:`split_seed`); ``options`` are the generator's other arguments
       (``num_samples`` overrides the split's default size); ``root`` and ``download`` are unused.
 
-    Raises ``ValueError`` for an unknown name, split or option.
+    Raises ``ValueError`` for an unknown name, split or option, and for ``num_samples < 1`` or a
+    negative ``seed`` of a generated dataset.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -62,6 +65,9 @@ def load_dataset(
                 f"valid options: {', '.join(valid)}"
             )
         options.setdefault("num_samples", default_sizes[split])
+        check_int("num_samples", options["num_samples"], 1)  # the generators allow 0; a split needs data
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:  # numpy ints welcome
+            raise ValueError(f"seed must be an int >= 0 (numpy's SeedSequence takes no other), got {seed!r}")
         dataset = generator(image_size=size, seed=split_seed(seed, split), **options)
         dataset.split = split
         return dataset
@@ -70,5 +76,8 @@ def load_dataset(
     except ValueError:
         raise ValueError(f"unknown dataset name {name!r}; valid names: {', '.join(DATASETS)}") from None
     if options:
-        raise ValueError(f"MedMNIST3D dataset {flag!r} takes no options, got {', '.join(map(repr, sorted(options)))}")
+        raise ValueError(
+            f"MedMNIST3D dataset {flag!r} takes no options, got {', '.join(map(repr, sorted(options)))} "
+            "(valid options: none; size, root and download are arguments of load_dataset)"
+        )
     return load_medmnist3d(flag, split, size=size, root=root, download=download)
