@@ -128,7 +128,7 @@ for tau in taus:
     print(f"tau = {tau:>6}: L1 to one-hot {to_hot:.3f}, L1 to uniform {to_uniform:.3f}")
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, len(taus), figsize=(12, 2.4), sharey=True)
+fig, axes = plt.subplots(1, len(taus), figsize=(6.8, 1.8), sharey=True)
 for ax, tau in zip(axes, taus):
     ax.bar(range(T), soft[tau].cpu().numpy(), color="tab:blue")
     ax.bar(range(T), probs.numpy(), fill=False, edgecolor="black", linewidth=0.8)
@@ -156,10 +156,12 @@ print("identical picks at tau = 0.1, 1, 10:", all(torch.equal(picks_by_tau[0], p
 # borrows the gradient of the soft sample:
 #
 # $$
-# P = e_{\arg\max} + \big(y(\tau) - \operatorname{stopgrad}(y(\tau))\big), \qquad
-# \text{forward: } P = e_{\arg\max}, \qquad
-# \frac{\partial P}{\partial a} := \frac{\partial y(\tau)}{\partial a}
+# \begin{aligned}
+# P &= e_{\arg\max} + \big(y(\tau) - \operatorname{stopgrad}(y(\tau))\big)
+#   && \text{(forward: } P = e_{\arg\max}\text{)}, \\
+# \frac{\partial P}{\partial a} &:= \frac{\partial y(\tau)}{\partial a}
 #   = \frac{1}{\tau}\big(\operatorname{diag}(y) - y y^{\top}\big).
+# \end{aligned}
 # $$
 #
 # First the two defining properties, on the project's `gumbel_topk`: rows are exactly one-hot, and the
@@ -258,7 +260,7 @@ glue("exact_norm", exact.norm().item(), display=False)
 # %% tags=["hide-input"]
 bias_curve = [rows[f"ST tau={tau}"][0] for tau in grid]
 var_curve = [rows[f"ST tau={tau}"][2] for tau in grid]
-fig, (ax_var, ax_bias) = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, (ax_var, ax_bias) = plt.subplots(1, 2, figsize=(6.8, 3.2))
 ax_var.loglog(grid, var_curve, "o-", label="straight-through")
 ax_var.axhline(rows["REINFORCE"][2], color="tab:red", linestyle="--", label="REINFORCE (unbiased)")
 ax_var.set(xlabel="temperature $\\tau$", ylabel="total gradient variance", title="Variance")

@@ -127,20 +127,22 @@ print("volume 0, slices 10-13 (raw):")
 print(pd.DataFrame(raw[0, 10:14].numpy(), index=range(10, 14), columns=FIXED_FEATURES).round(4).to_string())
 
 # %% tags=["hide-input"]
-fig = plt.figure(figsize=(13, 4.6))
+fig = plt.figure(figsize=(6.8, 4.8))
 grid = fig.add_gridspec(len(FIXED_FEATURES), 2, width_ratios=[1.1, 1], wspace=0.15, hspace=0.15)
 montage = x[0, :, 0].reshape(4, 7, 28, 28).permute(0, 2, 1, 3).reshape(4 * 28, 7 * 28)
 ax = fig.add_subplot(grid[:, 0])
 ax.imshow(montage.numpy(), cmap="gray", vmin=0, vmax=1)
 for t in range(T):
-    ax.text((t % 7) * 28 + 1, (t // 7) * 28 + 6, str(t), color="yellow", fontsize=7)
+    ax.text((t % 7) * 28 + 1, (t // 7) * 28 + 9, str(t), color="yellow")
 ax.set_axis_off()
-ax.set_title(f"AdrenalMNIST3D (real) {names[0]}: slices 0-27")
+ax.set_title(f"{names[0]}: slices 0-27")
 for row, feature in enumerate(FIXED_FEATURES):
     ax = fig.add_subplot(grid[row, 1])
     ax.plot(range(T), raw[0, :, row].numpy(), "o-", markersize=3, color="tab:gray")
-    ax.text(0.01, 0.8, feature.replace("_", " "), transform=ax.transAxes, fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.set_ylabel(
+        feature.replace("_", " ").replace("temporal difference", "difference"), rotation=0, ha="right", va="center"
+    )
+    ax.set_yticks([])
     ax.set_xlim(-0.5, T - 0.5)
     if row < len(FIXED_FEATURES) - 1:
         ax.set_xticklabels([])
@@ -270,7 +272,7 @@ print("tau:   ", tuple(scores.tau.shape), "= [B]")
 print("A = scale x a_base:", tuple(scores.rows.shape), "= [B, k, T]")
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(10, 2.8))
+fig, ax = plt.subplots(figsize=(6.8, 2.5))
 for b, name in enumerate(names):
     ax.plot(range(T), scores.base[b].numpy(), "o-", markersize=4, label=name)
 ax.set(xlabel="slice index t", ylabel="$a_{base}$", title="Base scores of the trained DAS sampler")
@@ -308,7 +310,7 @@ print("argmax of each row of A, volume 0:", rows_argmax[0].tolist())
 print("all rows share one argmax:", bool((rows_argmax == rows_argmax[:, :1]).all()))
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, len(x), figsize=(11, 2.6), sharey=True)
+fig, axes = plt.subplots(1, len(x), figsize=(6.8, 2.1), sharey=True)
 vmax = head_scales.max().item()
 for b, ax in enumerate(axes):
     image = ax.imshow(head_scales[b].numpy(), aspect="auto", cmap="magma", vmin=0, vmax=vmax)
@@ -318,8 +320,9 @@ fig.colorbar(image, ax=axes, label="$s_h[j]$")
 show()
 
 # %% [markdown]
-# The scales still matter in training: row $j$ draws from $\mathrm{softmax}(\bar s_j\, a_{\mathrm{base}}
-# + G)$, so $\bar s_j$ acts as that row's inverse temperature, how sharply it follows the base scores.
+# The scales still matter in training: row $j$ draws from
+# $\mathrm{softmax}(\bar s_j\, a_{\mathrm{base}} + G)$, so $\bar s_j$ acts as that row's inverse
+# temperature, how sharply it follows the base scores.
 #
 # ## Step 4: the adaptive temperature
 #
@@ -355,7 +358,7 @@ print("rows one-hot:", bool(((drawn.weights == 0) | (drawn.weights == 1)).all() 
 print("k distinct slices per volume:", all(len(set(row.tolist())) == k for row in drawn.indices))
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(2, len(x), figsize=(12, 5.2), sharex=True)
+fig, axes = plt.subplots(2, len(x), figsize=(6.8, 3.9), sharex=True)
 for b in range(len(x)):
     for row, (mode, selection) in enumerate((("training draw", drawn), ("evaluation", evaluated))):
         ax = axes[row, b]
@@ -432,7 +435,7 @@ glue("num_draws", num_draws, display=False)
 glue("distinct_literal", float(distinct["with replacement (paper-literal)"].mean()), display=False)
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(12, 2.8), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.1), sharey=True)
 for ax, (name, sel) in zip(axes, draws.items()):
     ax.imshow(sel.weights[0].detach().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto")
     ax.set(title=f"{name}: one draw, {names[0]}", xlabel="slice index t")
@@ -455,7 +458,7 @@ show()
 # %% tags=["hide-input"]
 with torch.no_grad():
     picks = {"dps": dps(x).indices, "das": evaluated.indices}
-fig, axes = plt.subplots(4, 1, figsize=(14, 3.6))
+fig, axes = plt.subplots(4, 1, figsize=(6.8, 2.3))
 for ax, (b, method) in zip(axes, [(0, "dps"), (0, "das"), (1, "dps"), (1, "das")]):
     ax.imshow(strip(x[b], set(picks[method][b].tolist()), COLORS[method]))
     ax.set_axis_off()
@@ -482,7 +485,7 @@ print(
     f"blank slices: {100 * blank.float().mean().item():.1f}% of all test slices; among the slices kept, "
     + ", ".join(f"{m.upper()} {v:.1f}%" for m, v in blank_kept.items())
 )
-fig, ax = plt.subplots(figsize=(10, 2.8))
+fig, ax = plt.subplots(figsize=(6.8, 2.5))
 for offset, (method, p) in zip((-0.2, 0.2), test_picks.items()):
     frequency = torch.bincount(p.flatten(), minlength=T).numpy() / len(test_set)
     ax.bar(
@@ -496,7 +499,7 @@ ax.set(
     xlabel="slice index t", ylabel="fraction of test volumes", title=f"Slices kept on the {len(test_set)} test volumes"
 )
 ax.set_xlim(-0.7, T - 0.3)
-ax.legend(frameon=False, loc="upper right", fontsize=8)
+ax.legend(frameon=False, loc="upper right")
 show()
 glue("n_test", len(test_set), display=False)
 glue("das_patterns", patterns["das"], display=False)
@@ -589,7 +592,7 @@ print(
 # %% tags=["hide-input"]
 v = int(rng.integers(len(syn_test)))
 where = int(informative[v].nonzero()[0, 0])
-fig, (ax_img, ax_score) = plt.subplots(2, 1, figsize=(13, 3.8), height_ratios=[1.2, 1])
+fig, (ax_img, ax_score) = plt.subplots(2, 1, figsize=(6.8, 2.6), height_ratios=[1.2, 1])
 ax_img.imshow(strip(syn_x[v], set(syn_picks[v].tolist())))
 ax_img.set_axis_off()
 ax_img.set_title(

@@ -62,7 +62,7 @@ glue("machine", Markdown(machine_label(literal + candidates)))
 # %% tags=["hide-input"]
 def draw_curves(frame: pd.DataFrame, title: str) -> None:
     """Training and validation loss, validation AUC and balanced accuracy per epoch, one line per run."""
-    fig, axes = plt.subplots(2, 2, figsize=(7.2, 5.2), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(6.8, 5.2), sharex=True)
     panels = [
         ("train_loss", "training loss"),
         ("val_loss", "validation loss"),

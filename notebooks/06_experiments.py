@@ -139,7 +139,7 @@ display(
 )
 
 # %% tags=["hide-input"]
-fig, (ax_auc, ax_diff) = plt.subplots(1, 2, figsize=(7.2, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+fig, (ax_auc, ax_diff) = plt.subplots(1, 2, figsize=(6.8, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
 y = np.arange(len(real_table))
 ax_auc.errorbar(
     real_table["auc_mean"],
@@ -365,7 +365,7 @@ histograms = {key: np.mean(shares, axis=0) for key, shares in per_run.items()}
 data_names = list(dict.fromkeys(r["dataset"] for r in runs))
 present = [m for m in METHODS if any((d, m) in histograms for d in data_names)]
 fig, axes = plt.subplots(
-    len(data_names), len(present), figsize=(7.2, 1.9 * len(data_names) + 0.4), squeeze=False, sharey=True
+    len(data_names), len(present), figsize=(6.8, 1.9 * len(data_names) + 0.4), squeeze=False, sharey=True
 )
 for row, name in enumerate(data_names):
     for col, method in enumerate(present):

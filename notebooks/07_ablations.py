@@ -110,7 +110,7 @@ glue("real_seeds", len(real_seeds))
 # %% tags=["hide-input"]
 ratios_real = sorted({r for (v, m), recs in real_variants.items() if m != "full" for r in [recs[0]["config"]["ratio"]]})
 curve_rows = []
-fig, ax = plt.subplots(figsize=(7.2, 3.6))
+fig, ax = plt.subplots(figsize=(6.8, 3.6))
 for method in ("uniform", "dps", "das"):
     groups = {
         ratio: real_variants[(variant_name(ratio, {}, defaults), method)]
@@ -168,7 +168,7 @@ labels |= {f"tau0 = {t:g}": variant_name(0.5, {"tau0": t}, defaults) for t in (0
 labels |= {label: variant_name(0.5, options, defaults) for label, options in TOGGLES.items() if options}
 groups = {label: real_variants[(v, "das")] for label, v in labels.items() if (v, "das") in real_variants}
 decisions = auc_rows(groups, reference="ours (defaults)")
-fig, ax = plt.subplots(figsize=(7.2, 0.42 * len(decisions) + 1.0))
+fig, ax = plt.subplots(figsize=(6.8, 0.42 * len(decisions) + 1.0))
 y = np.arange(len(decisions))
 ax.errorbar(
     decisions["diff"],
@@ -269,7 +269,7 @@ def own_bacc(variant: str, method: str) -> tuple[float, float]:
 
 dataset = datasets[0]
 probe = next(r for r in records if r["dataset"] == dataset)
-fig, (ax_curve, ax_bars) = plt.subplots(1, 2, figsize=(7.2, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
+fig, (ax_curve, ax_bars) = plt.subplots(1, 2, figsize=(6.8, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
 for method in ratio_methods:
     points = [(r, own_bacc(variant_name(r, {}, syn_defaults), method)) for r in ratios]
     ax_curve.errorbar(

@@ -140,7 +140,7 @@ for size, rows in inference.groupby("size"):
 
 # %% tags=["hide-input"]
 colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-fig, axes = plt.subplots(len(sizes), 2, figsize=(11, 4 * len(sizes)), squeeze=False)
+fig, axes = plt.subplots(len(sizes), 2, figsize=(6.8, 3.4 * len(sizes)), squeeze=False)
 for (ax_time, ax_flops), size in zip(axes, sizes):
     rows = inference[(inference["size"] == size) & (inference["method"] != "full")]
     das = rows[rows["method"] == "das"].sort_values("k_over_T")

@@ -78,7 +78,8 @@ def filmstrip(
     faded (``fade``) or shown as they are."""
     rows = -(-len(frames) // columns)
     height, width = frames.shape[-2:]
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows * height / width + 0.4), squeeze=False)
+    side = 6.8 / columns  # the figure spans the text column
+    fig, axes = plt.subplots(rows, columns, figsize=(6.8, side * rows * height / width + 0.6), squeeze=False)
     for t, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -87,10 +88,10 @@ def filmstrip(
             continue
         keep = t in picked
         ax.imshow(frames[t, 0].numpy(), cmap="gray", vmin=0, vmax=1, alpha=1.0 if keep or not fade else 0.35)
-        ax.set_title(str(t if labels is None else labels[t]), fontsize=7, color=color if keep else "gray")
+        ax.set_title(str(t if labels is None else labels[t]), color=color if keep else "gray", pad=2)
         for spine in ax.spines.values():
             spine.set(color=color if keep else "lightgray", linewidth=2.5 if keep else 0.5)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title)
     fig.tight_layout()
     show()
 
@@ -296,7 +297,7 @@ if keep:  # the DAS trained above: its weights are in the kept checkpoint of its
     print(f"trained DAS (synthetic videos), on {num_frames} of the {T_cine} frames, keeps cine frames:", trained_picks)
     rows.append(("DAS, trained on synthetic videos", trained_picks, "tab:red"))
 
-fig, ax = plt.subplots(figsize=(11, 3.2))
+fig, ax = plt.subplots(figsize=(6.8, 2.6))
 standardised = literal_scores.base[0].numpy()
 ax.plot(
     range(T_cine), standardised, "o-", color="tab:gray", markersize=4, label="$a_{base}$ = standardised frame variance"
@@ -306,7 +307,7 @@ low = standardised.min() - 0.5
 for offset, (label, picks, color) in enumerate(rows):
     ax.scatter(picks, np.full(len(picks), low - 0.45 * offset), marker="s", color=color, label=label)
 ax.set_xlim(-0.5, T_cine - 0.5)
-ax.legend(frameon=False, fontsize=8, loc="upper left", ncol=2)
+ax.legend(frameon=False, loc="upper left", ncol=2)
 ax.grid(alpha=0.3)
 show()
 

@@ -187,3 +187,58 @@ def test_corrupt_file_gives_clear_error(tmp_path: Path, medmnist_writer, how: st
     assert str(path) in message and "delete" in message and "download" in message
     if how == "missing key":
         assert "test_labels" in message
+
+
+def _rewrite(path: Path, **arrays: np.ndarray) -> None:
+    """Replace some arrays of the npz at ``path``, keeping the others."""
+    with np.load(path) as npz:
+        kept = {k: npz[k] for k in npz.files}
+    np.savez(path, **(kept | arrays))
+
+
+@pytest.mark.parametrize("actual", [56, 64])
+def test_volumes_of_another_size_are_refused(tmp_path: Path, medmnist_writer, actual: int) -> None:
+    """A file holding 56^3 or 64^3 volumes under the size-28 name: named, with both shapes."""
+    path = tmp_path / "organmnist3d.npz"
+    medmnist_writer(path, "organmnist3d", size=actual)
+    with pytest.raises(CorruptDatasetError) as caught:
+        load_medmnist3d("organ", "test", size=28, root=tmp_path)
+    message = str(caught.value)
+    assert str(path) in message and "[N, 28, 28, 28]" in message and f"[4, {actual}, {actual}, {actual}]" in message
+
+
+def test_non_cubic_volumes_are_refused(tmp_path: Path, medmnist_writer) -> None:
+    path = tmp_path / "organmnist3d.npz"
+    medmnist_writer(path, "organmnist3d")
+    _rewrite(path, val_images=np.zeros((3, 28, 56, 56), dtype=np.uint8))
+    with pytest.raises(CorruptDatasetError, match=r"val_images of shape \[N, 28, 28, 28\].*got \[3, 28, 56, 56\]"):
+        load_medmnist3d("organ", "val", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("labels", "pattern"),
+    [
+        (np.array([[0.0], [0.7], [1.0]]), r"val_labels must hold whole class labels, got float64 values such as 0\.7"),
+        (np.array([[0.0], [np.nan], [1.0]]), r"whole class labels.*nan"),
+        (
+            np.array([[0], [11], [1]], dtype=np.uint8),
+            r"val_labels must lie in \[0, 10\] \(11 classes\), got range \[0, 11\]",
+        ),
+        (np.array([[0], [-1], [1]], dtype=np.int8), r"must lie in \[0, 10\].*got range \[-1, 1\]"),
+        (np.array([[b"a"], [b"b"], [b"c"]]), r"must hold integer class labels, got dtype \|S1"),
+    ],
+)
+def test_bad_labels_are_refused(tmp_path: Path, medmnist_writer, labels: np.ndarray, pattern: str) -> None:
+    path = tmp_path / "organmnist3d.npz"
+    medmnist_writer(path, "organmnist3d")
+    _rewrite(path, val_labels=labels)
+    with pytest.raises(CorruptDatasetError, match=pattern) as caught:
+        load_medmnist3d("organ", "val", root=tmp_path)
+    assert str(path) in str(caught.value)
+
+
+def test_whole_float_labels_are_read(tmp_path: Path, medmnist_writer) -> None:
+    path = tmp_path / "organmnist3d.npz"
+    medmnist_writer(path, "organmnist3d")
+    _rewrite(path, val_labels=np.array([[0.0], [10.0], [3.0]]))
+    assert load_medmnist3d("organ", "val", root=tmp_path).labels.tolist() == [0, 10, 3]

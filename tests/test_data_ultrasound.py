@@ -70,6 +70,67 @@ def test_busv_errors(busv_root: Path, tmp_path: Path) -> None:
         load_busv(busv_root, num_frames=0)
 
 
+def test_busv_skips_hidden_folders_and_files(busv_root: Path) -> None:
+    """Hidden entries (``.cache``, ``.ipynb_checkpoints``, ``._frame_1.png``) are never classes,
+    videos or frames."""
+    expected = load_busv(busv_root, num_frames=8, image_size=16)
+    frames = busv_root / "rawframes"
+    write_video(frames / ".cache" / "video_x", 3, offset=5)  # a hidden class folder
+    write_video(frames / "benign" / ".ipynb_checkpoints", 4, offset=7)  # a hidden video folder
+    Image.new("L", (30, 20), 255).save(frames / "benign" / "video_a" / "._frame_1.png")  # a hidden frame
+    Image.new("L", (30, 20), 255).save(frames / "benign" / "video_b" / ".frame_0.png")
+    ds = load_busv(busv_root, num_frames=8, image_size=16)
+    assert ds.label_names == ["benign", "malignant"] and ds.labels.tolist() == [0, 0, 1]
+    assert torch.equal(ds.images, expected.images)
+
+
+def test_busv_reads_upper_case_png_names(busv_root: Path) -> None:
+    folder = busv_root / "rawframes" / "malignant" / "video_d"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("L", (30, 20), 40 * i).save(folder / f"FRAME_{i}.PNG")
+    ds = load_busv(busv_root, num_frames=3, image_size=8)
+    assert ds.labels.tolist() == [0, 0, 1, 1] and ds.images[3, :, 0, 4, 4].tolist() == [0, 40, 80]
+
+
+def test_busv_refuses_duplicate_and_hidden_class_names(busv_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"duplicate class names 'benign' and 'benign'"):
+        load_busv(busv_root, classes=["benign", "malignant", "benign"])
+    with pytest.raises(ValueError, match=r"duplicate class names 'benign' and 'Benign'.*ignoring case"):
+        load_busv(busv_root, classes=["benign", "Benign"])
+    with pytest.raises(ValueError, match=r"not start with '\.', got '\.cache'"):
+        load_busv(busv_root, classes=[".cache", "benign"])
+    with pytest.raises(ValueError, match=r"classes must be a sequence of class folder names, got 'benign'"):
+        load_busv(busv_root, classes="benign")
+    # Folders that differ only by case are one class on a case-insensitive file system: refused.
+    write_video(busv_root / "rawframes" / "Benign" / "video_d", 3)
+    with pytest.raises(ValueError, match=r"duplicate class names 'Benign' and 'benign'"):
+        load_busv(busv_root)
+
+
+def test_busv_16_bit_frames_are_scaled_not_clipped(tmp_path: Path) -> None:
+    """A 16-bit grey PNG (values up to 65535) reads as value / 257, rounded: proportional, not all 255."""
+    values = [0, 257, 1000, 20000, 40000, 65535]
+    for label in ("benign", "malignant"):
+        folder = tmp_path / "rawframes" / label / "video"
+        folder.mkdir(parents=True)
+        for i, value in enumerate(values):
+            Image.fromarray(np.full((8, 8), value, dtype=np.uint16)).save(folder / f"{i}.png")
+    with Image.open(folder / "5.png") as image:
+        assert image.mode.startswith("I")  # the frames really are 16-bit
+    ds = load_busv(tmp_path, num_frames=len(values), image_size=8)
+    expected = np.rint(np.array(values) / 257).astype(np.uint8)  # 0, 1, 4, 78, 156, 255
+    assert ds.images[0, :, 0, 4, 4].tolist() == expected.tolist()
+    assert (ds.images[0] == ds.images[0, :, :, :1, :1]).all()
+
+
+def test_busv_unreadable_frame_names_the_file(busv_root: Path) -> None:
+    bad = busv_root / "rawframes" / "malignant" / "video_c" / "frame_1.png"
+    bad.write_bytes(b"<html>not a png</html>")
+    with pytest.raises(ValueError, match=r"cannot read frame .*video_c/frame_1\.png"):
+        load_busv(busv_root, num_frames=4, image_size=8)
+
+
 @pytest.fixture(scope="module")
 def us():
     return make_synthetic_ultrasound(48, num_frames=12, image_size=48, visible_frames=4, seed=5, sector=False)

@@ -34,14 +34,16 @@ def _build(name: str, options: dict[str, object]) -> Sampler:
 
 
 def _check_works(sampler: Sampler, x: torch.Tensor) -> None:
-    """Frames are the input's frames at the indices (finite, same dtype); evaluation picks are distinct."""
+    """Frames are the input's frames at the indices (finite, same dtype), also through the training
+    path that multiplies the selection matrix into x; evaluation picks are distinct."""
     for training in (True, False):
         sampler.train(training)
-        with torch.no_grad():
+        with torch.set_grad_enabled(training):
             selection = sampler(x, torch.Generator().manual_seed(1))
-        batch = x.shape[0]
-        assert selection.frames.dtype == x.dtype and torch.isfinite(selection.frames).all()
-        assert torch.equal(selection.frames, x[torch.arange(batch)[:, None], selection.indices])
+        frames, batch = selection.frames.detach(), x.shape[0]
+        assert frames.dtype == x.dtype and torch.isfinite(frames).all()
+        assert torch.isfinite(selection.weights).all()
+        assert torch.equal(frames, x[torch.arange(batch)[:, None], selection.indices])
         if not training or sampler.k == sampler.num_frames:
             assert (selection.indices.diff(dim=1) > 0).all(), "a frame was picked twice"
 
@@ -71,9 +73,11 @@ HUGE = {
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=IDS)
 def test_huge_finite_input_works_or_raises_one_clear_line(name: str, options: dict[str, object], case: str) -> None:
     dtype, scale = HUGE[case]
-    x = (torch.rand(3, T, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * scale).to(dtype)
+    unit = torch.rand(3, T, 1, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = (unit * scale).to(dtype)
     assert torch.isfinite(x).all()
     sampler = _build(name, options)
+    reference = sampler.eval()(unit).indices
     try:
         _check_works(sampler, x)
     except ValueError as error:
@@ -82,6 +86,9 @@ def test_huge_finite_input_works_or_raises_one_clear_line(name: str, options: di
         assert message.startswith("x has values too large for the sampler's float32 frame statistics (max |x| = ")
         assert "rescale x" in message
         assert name in ("das", "adps")  # only the samplers that compute frame statistics refuse
+        return
+    if options.get("features") != "learned":  # the other samplers' picks ignore the input's scale
+        assert torch.equal(sampler.eval()(x).indices, reference)
 
 
 @pytest.mark.parametrize(("name", "options"), [("das", {}), ("das", {"features": "learned"}), ("adps", {})])

@@ -54,13 +54,18 @@ def load_busv(
 
     Each video's frames are sorted by the numbers in their names, resampled to ``num_frames`` evenly
     spaced frames (repeating frames of shorter videos), converted to grayscale and resized to
-    ``image_size x image_size`` (bilinear). Labels follow the order of ``classes`` (default: the class
-    folders found, sorted: ``benign``, ``malignant`` for BUSV). BUSV has no official split here:
+    ``image_size x image_size`` (bilinear); 16-bit grey PNGs are scaled to 8 bits (value / 257), not
+    clipped. Labels follow the order of ``classes`` (default: the class folders found, sorted:
+    ``benign``, ``malignant`` for BUSV). Hidden entries (names starting with ``.``, such as
+    ``.ipynb_checkpoints``) are never classes, videos or frames. BUSV has no official split here:
     split with :meth:`VolumeDataset.subset`.
 
     Raises:
         FileNotFoundError: ``root/rawframes`` or a class folder is missing.
-        ValueError: a class folder holds no video, or a video folder no PNG.
+        ValueError: a class folder holds no video, or a video folder no PNG (``.png`` in any case);
+            a frame cannot be read; two classes share a name, also up to case (in ``classes``, or
+            folders ``Benign`` and ``benign``: one folder on a case-insensitive file system); a class
+            name in ``classes`` is not a visible folder name.
     """
     check_int("num_frames", num_frames, 1)
     check_int("image_size", image_size, 1)
@@ -71,17 +76,18 @@ def load_busv(
             f"root/rawframes/<class>/<video_id>/*.png with classes {', '.join(BUSV_CLASSES)}"
         )
     if classes is None:
-        classes = sorted(p.name for p in frames_root.iterdir() if p.is_dir())
+        classes = [p.name for p in _visible_dirs(frames_root)]
         if len(classes) < 2:
             raise ValueError(f"{frames_root} must hold at least 2 class folders, found {classes}")
+    classes = _check_classes(classes, frames_root)
     videos: list[Tensor] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
         class_dir = frames_root / name
         if not class_dir.is_dir():
-            found = sorted(p.name for p in frames_root.iterdir() if p.is_dir())
+            found = [p.name for p in _visible_dirs(frames_root)]
             raise FileNotFoundError(f"class folder {class_dir} not found; class folders there: {found}")
-        video_dirs = sorted((p for p in class_dir.iterdir() if p.is_dir()), key=_natural_key)
+        video_dirs = sorted(_visible_dirs(class_dir), key=_natural_key)
         if not video_dirs:
             raise ValueError(f"class folder {class_dir} holds no video folder (expected <video_id>/*.png)")
         for video_dir in video_dirs:
@@ -96,17 +102,58 @@ def load_busv(
     )
 
 
+def _visible_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` whose names do not start with ``.``, sorted by name."""
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _check_classes(classes: object, frames_root: Path) -> list[str]:
+    """``classes`` as a list of distinct, visible, plain folder names (``ValueError`` otherwise)."""
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise ValueError(f"classes must be a sequence of class folder names, got {classes!r}")
+    for name in classes:
+        if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or os.sep in name:
+            raise ValueError(
+                f"class names must be folder names in {frames_root} that do not start with '.', got {name!r}"
+            )
+    seen: dict[str, str] = {}
+    for name in classes:
+        if name.casefold() in seen:
+            raise ValueError(
+                f"duplicate class names {seen[name.casefold()]!r} and {name!r} in {list(classes)} "
+                "(compared ignoring case); every class must be named once"
+            )
+        seen[name.casefold()] = name
+    return list(classes)
+
+
 def _read_video(video_dir: Path, num_frames: int, image_size: int) -> Tensor:
     """uint8 ``[num_frames, 1, image_size, image_size]`` from the PNG frames in ``video_dir``."""
-    paths = sorted(video_dir.glob("*.png"), key=_natural_key)
+    paths = sorted(
+        (p for p in video_dir.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".") and p.is_file()),
+        key=_natural_key,
+    )
     if not paths:
         raise ValueError(f"video folder {video_dir} holds no .png frame")
     frames = []
     for index in resample_indices(len(paths), num_frames):
-        with Image.open(paths[index]) as image:
-            gray = image.convert("L").resize((image_size, image_size), Image.Resampling.BILINEAR)
+        try:
+            with Image.open(paths[index]) as image:
+                gray = _to_gray(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
+        except (OSError, ValueError) as error:  # truncated or not a PNG; PIL's errors derive from these
+            raise ValueError(f"cannot read frame {paths[index]} ({type(error).__name__}: {error})") from error
         frames.append(torch.from_numpy(np.asarray(gray, dtype=np.uint8).copy()))
     return torch.stack(frames).unsqueeze(1)
+
+
+def _to_gray(image: Image.Image) -> Image.Image:
+    """An 8-bit grey (mode ``L``) copy of a frame. 16-bit grey (modes ``I;16...``, or ``I`` as some
+    Pillow versions read 16-bit PNGs) is scaled by 255 / 65535 = 1 / 257 and rounded: Pillow's
+    ``convert("L")`` would clip every value above 255 to white."""
+    if image.mode.startswith("I"):
+        values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        return Image.fromarray(np.rint(values / 257).astype(np.uint8))
+    return image.convert("L")
 
 
 def _speckle(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

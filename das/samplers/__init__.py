@@ -1,8 +1,15 @@
-"""Frame/slice samplers behind one interface, and the factory that builds them by name.
+"""Frame/slice samplers behind one interface, the registry of their names, and the factory.
 
+:data:`SAMPLERS` is the one list of methods: every other list of method names in the package (the
+profiles, the results tables, the benchmark) comes from it, in its order (baselines first, then the
+learnable samplers, ours last).
+
+>>> import torch
 >>> sampler = make_sampler("das", num_frames=28, k=14, heads=4)
->>> selection = sampler(x)            # x: [B, 28, C, H, W]
->>> selection.frames.shape            # [B, 14, C, H, W]
+>>> x = torch.rand(8, 28, 1, 64, 64)  # [B, T, C, H, W]
+>>> selection = sampler.eval()(x)
+>>> tuple(selection.frames.shape), tuple(selection.indices.shape), tuple(selection.weights.shape)
+((8, 14, 1, 64, 64), (8, 14), (8, 14, 28))
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "full": FullSampler,
     "random": RandomSampler,
     "uniform": UniformSampler,
-    "das": DASSampler,
     "dps": DPSSampler,
     "adps": ADPSSampler,
+    "das": DASSampler,
 }
+METHODS: tuple[str, ...] = tuple(SAMPLERS)  # the method names, in display order
 
 
 def make_sampler(name: str, num_frames: int, k: int, **options: object) -> Sampler:
@@ -45,6 +53,7 @@ def make_sampler(name: str, num_frames: int, k: int, **options: object) -> Sampl
 
 
 __all__ = [
+    "METHODS",
     "SAMPLERS",
     "ADPSSampler",
     "DASSampler",

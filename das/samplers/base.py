@@ -61,6 +61,22 @@ def check_input(x: object, num_frames: int, check_finite: bool = True) -> Tensor
     return x
 
 
+def check_statistics(x: Tensor, statistics: dict[str, Tensor]) -> None:
+    """Reject a finite ``x`` whose per-frame ``statistics`` (by name: features, scores) came out NaN or Inf:
+    values so large that the float32 statistics overflow (their squares pass float32's maximum).
+
+    One host read for all of them; callers run it only when ``Sampler.check_finite`` is on.
+    """
+    finite = torch.stack([torch.isfinite(value).all() for value in statistics.values()])
+    if not finite.all():
+        bad = ", ".join(name for name, ok in zip(statistics, finite.tolist(), strict=True) if not ok)
+        largest = torch.linalg.vector_norm(x.detach(), ord=float("inf")).item()
+        raise ValueError(
+            f"x has values too large for the sampler's float32 frame statistics (max |x| = {largest:.3g}): "
+            f"its {bad} overflow to NaN or Inf; rescale x, e.g. to [0, 1]"
+        )
+
+
 def one_hot_rows(indices: Tensor, num_frames: int, dtype: torch.dtype) -> Tensor:
     """``[B, k]`` indices -> ``[B, k, T]`` one-hot selection matrix."""
     return torch.nn.functional.one_hot(indices, num_frames).to(dtype)
@@ -106,6 +122,20 @@ class Sampler(nn.Module):
         if k > num_frames:
             raise ValueError(f"k={k} must be at most num_frames={num_frames} (cannot pick more frames than exist)")
         self.check_finite = True
+
+    @property
+    def check_finite(self) -> bool:
+        """Whether the forward pass reads values to reject non-finite input (:func:`check_input`)
+        and inputs whose frame statistics overflow (:func:`check_statistics`)."""
+        return self._check_finite
+
+    @check_finite.setter
+    def check_finite(self, value: bool) -> None:
+        self._check_finite = value
+        # Submodules with their own checks (das.samplers.features.FrameFeatures) follow the sampler.
+        for module in self.modules():
+            if module is not self and isinstance(getattr(module, "check_finite", None), bool):
+                module.check_finite = value
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Selection:
         return self.select(check_input(x, self.num_frames, self.check_finite), generator)

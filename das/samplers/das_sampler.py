@@ -111,7 +111,7 @@ import torch
 from torch import Tensor, nn
 
 from das.checks import check_bool, check_choice, check_int, check_positive_float
-from das.samplers.base import Sampler, Selection, hard_selection
+from das.samplers.base import Sampler, Selection, check_statistics, hard_selection
 from das.samplers.features import FEATURE_KINDS, FrameFeatures, frame_variance, standardise_over_frames
 from das.samplers.gumbel import gumbel_topk, plackett_luce_log_prob, temporal_selection, topk_indices
 
@@ -228,9 +228,13 @@ class DASSampler(Sampler):
         features, raw = self.features(x)
         base = self._base(x, features, raw)
         if not self.training:
+            if self.check_finite:  # the variance in the base overflows first (learned features)
+                check_statistics(x, {"base scores": base})
             # Heads and temperature only shape the training distribution: evaluation skips them.
             return hard_selection(x, topk_indices(base, self.k), self.num_frames)
         scores = DASScores(base, *self._modulation(raw))
+        if self.check_finite:
+            check_statistics(x, {"base scores": base, "row scales": scores.scale, "temperatures": scores.tau})
         weights, indices = gumbel_topk(
             scores.rows, self.k, scores.tau.view(-1, 1, 1), generator, replacement=self.replacement
         )

@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import register_flop_formula
 
 from das.checks import check_bool, check_choice, check_int
+from das.samplers.base import check_statistics
 
 FEATURE_KINDS = ("fixed", "learned")
 FIXED_FEATURES = ("variance", "temporal_difference", "sobel", "laplacian", "intensity")
@@ -209,7 +210,9 @@ class LearnedFrameFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, frames = x.shape[:2]
-        grey = x.mean(dim=2).reshape(batch * frames, 1, *x.shape[3:])
+        # Input of any floating dtype runs in the CNN's own (float32 unless the module was cast), as
+        # the fixed features do; a no-op for float32 input. Autocast still applies to the convs.
+        grey = x.to(self.net[0].weight.dtype).mean(dim=2).reshape(batch * frames, 1, *x.shape[3:])
         return self.net(grey).view(batch, frames, -1).float()
 
 
@@ -235,10 +238,13 @@ class FrameFeatures(nn.Module):
         self.cnn = LearnedFrameFeatures(learned_dim) if kind == "learned" else None
         self.raw_dim = learned_dim if kind == "learned" else len(FIXED_FEATURES)
         self.out_dim = self.raw_dim + int(position)
+        self.check_finite = True  # set by the owning sampler (Sampler.check_finite)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raw = fixed_features(x, self.fused) if self.cnn is None else self.cnn(x)
         features = standardise_over_frames(raw)
+        if self.check_finite:
+            check_statistics(x, {"frame features": raw, "standardised frame features": features})
         if self.position:
             frames = x.shape[1]
             where = torch.linspace(0.0, 1.0, frames, device=x.device) if frames > 1 else torch.zeros(1, device=x.device)
