@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import torch
 
 from das.augment import AUGMENTATIONS
-from das.config import CLASS_WEIGHTS, LR_SCHEDULES, SELECT_METRICS, TrainConfig
+from das.config import CLASS_WEIGHTS, COMPILE_MODES, LR_SCHEDULES, SELECT_METRICS, TrainConfig
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
@@ -103,7 +103,12 @@ def _add_cost_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--size", type=_int_at_least(1), help="image size (MedMNIST: 28 or 64)")
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     group.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads for the run")
-    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    group.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        help="torch.compile mode (default: default; reduce-overhead captures CUDA graphs on a GPU)",
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +160,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "device",
         "num_threads",
         "compile",
+        "compile_mode",
         "data_dir",
         "download",
         "quiet",
@@ -430,7 +436,8 @@ def _run_project(args: argparse.Namespace) -> int:
     from das.projection import format_projection, project_runs
 
     overrides = {
-        name: getattr(args, name) for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile")
+        name: getattr(args, name)
+        for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile", "compile_mode")
     }
     try:  # validate every run's settings (an unavailable device, say) before timing anything
         configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)

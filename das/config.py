@@ -26,6 +26,8 @@ MAX_LR = 10.0  # a larger learning rate only diverges
 LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 SELECT_METRICS: tuple[str, ...] = ("val_loss", "val_auc", "val_balanced_accuracy")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+# torch.compile modes; "reduce-overhead" captures CUDA graphs on a GPU (on a CPU it compiles as "default").
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune")
 
 # Config fields that change where or how verbosely a run runs, not its numbers.
 RUN_LOCAL_FIELDS = frozenset({"device", "quiet", "num_threads", "data_dir", "download"})
@@ -42,7 +44,9 @@ class TrainConfig:
     seed-independent random subset) so notebooks and CI can run a tiny version; ``None`` uses the
     whole split. ``patience=None`` turns early stopping off. ``device="auto"`` picks CUDA when
     present. ``num_threads`` sets torch's CPU threads for the run only (restored afterwards).
-    ``compile`` wraps the model in ``torch.compile`` (its randomness differs: see :mod:`das.train`).
+    ``compile`` runs the training step (forward pass and loss; the backward pass through the compiled
+    graph) and the evaluation under ``torch.compile`` with ``compile_mode``; ``"reduce-overhead"``
+    captures CUDA graphs on a GPU. Its randomness differs from an eager run: see :mod:`das.train`.
 
     The protocol knobs (defaults: the paper's literal protocol): ``lr_schedule`` multiplies every
     learning rate per epoch (:func:`das.train.lr_factor`); ``weight_decay`` is Adam's decoupled (AdamW) decay;
@@ -77,6 +81,7 @@ class TrainConfig:
     download: bool = False
     device: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"
     num_threads: int | None = None
     quiet: bool = False
 
@@ -101,6 +106,7 @@ class TrainConfig:
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("select_metric", self.select_metric, SELECT_METRICS)
+        check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
         if (
             isinstance(self.weight_decay, bool)
             or not isinstance(self.weight_decay, (int, float))

@@ -144,21 +144,33 @@ def autocast(device: torch.device):
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: VolumeDataset, *, batch_size: int = 16, device: torch.device | str = "cpu"
+    model: nn.Module,
+    dataset: VolumeDataset,
+    *,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    static_shapes: bool = False,
 ) -> Evaluation:
-    """Evaluate ``model`` (switched to eval mode: deterministic selection) on all of ``dataset``."""
+    """Evaluate ``model`` (switched to eval mode: deterministic selection) on all of ``dataset``.
+
+    ``static_shapes`` pads the last batch to ``batch_size`` (with copies of its first volume, whose
+    outputs are dropped), so a captured graph (CUDA graphs) sees one shape; the numbers are the same.
+    """
     device = torch.device(device)
     model.eval()
     losses, probs, labels, indices = [], [], [], []
     for x, y in iterate_batches(dataset, batch_size, shuffle=False, device=device):
+        size = y.shape[0]
+        if static_shapes and size < batch_size:
+            x = torch.cat([x, x[:1].expand(batch_size - size, *x.shape[1:])])
         with autocast(device):
             logits, selection = model(x)
-        logits = logits.float()
+        logits = logits[:size].float()
         losses.append(nn.functional.cross_entropy(logits, y, reduction="sum"))
         probs.append(logits.softmax(dim=1))
         labels.append(y)
-        indices.append(selection.indices)
-    probs_np = torch.cat(probs).cpu().numpy()
+        indices.append(selection.indices[:size])
+    probs_np = torch.cat(probs).cpu().numpy()  # the one copy to the host
     labels_np = torch.cat(labels).cpu().numpy()
     indices_np = torch.cat(indices).cpu().numpy()
     metrics = classification_metrics(labels_np, probs_np)
@@ -318,7 +330,12 @@ class _Progress:
 
 class _TrainStep:
     """One optimisation step on a batch, and one epoch of them: augmentation, forward pass, the
-    (class-weighted) loss with the estimator's extra term, backward pass, optimiser step."""
+    (class-weighted) loss with the estimator's extra term, backward pass, optimiser step.
+
+    With ``compile``, the forward pass and the loss run as one ``torch.compile``d function (its
+    backward pass through the compiled graph); with ``compile_mode="reduce-overhead"`` on a GPU both
+    are captured as CUDA graphs. The loss is accumulated on the device and read once per epoch.
+    """
 
     def __init__(
         self,
@@ -338,26 +355,36 @@ class _TrainStep:
         self.optimizer = torch.optim.Adam(
             groups, weight_decay=config.weight_decay, decoupled_weight_decay=config.weight_decay > 0
         )
-        self.forward = torch.compile(model) if config.compile else model
+        if config.compile:
+            self.forward = torch.compile(model, mode=config.compile_mode)
+            self.objective = torch.compile(self._objective, mode=config.compile_mode)
+        else:
+            self.forward, self.objective = model, self._objective
         self.generator = None if config.compile else generator  # None: the global RNG, which compiles
         self.augment = make_augmentation(config.augment)
         weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
         self.weight = weight.to(device) if weight is not None else None
 
+    def _objective(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
+        """The value to minimise, the batch's summed cross-entropy (reported) and the frames it used."""
+        with autocast(self.device):
+            logits, selection = self.model(x, self.generator)
+        losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        reported = losses.detach().mean() * y.shape[0]  # the plain cross-entropy, summed over the batch
+        if self.weight is not None:
+            losses = losses * self.weight[y]  # optimised: the class-weighted one
+        objective = losses.mean() + score_function_term(losses, selection.log_prob)
+        return objective, reported, selection.indices.shape[1]
+
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
         """One step; the batch's summed cross-entropy (on the device, no sync) and frames seen."""
         if self.augment is not None:
             x = self.augment(x)
-        with autocast(self.device):
-            logits, selection = self.forward(x, self.generator)
-        losses = nn.functional.cross_entropy(logits.float(), y, reduction="none")
-        loss = losses.mean()  # reported: the plain mean cross-entropy
-        if self.weight is not None:
-            losses = losses * self.weight[y]  # optimised: the class-weighted one
+        objective, reported, k = self.objective(x, y)
         self.optimizer.zero_grad(set_to_none=True)
-        (losses.mean() + score_function_term(losses, selection.log_prob)).backward()
+        objective.backward()
         self.optimizer.step()
-        return loss.detach() * y.shape[0], y.shape[0] * selection.indices.shape[1]
+        return reported, y.shape[0] * k
 
     def epoch(self, epoch: int, quiet: bool) -> tuple[float, float, int]:
         """Epoch ``epoch`` (0-based) over the shuffled training split: ``(mean training loss, seconds,
@@ -451,7 +478,9 @@ def train(
         )
         while progress.epoch < config.epochs and not progress.stopped(config.patience):
             train_loss, epoch_s, frames = step.epoch(progress.epoch, quiet)
-            val = evaluate(step.forward, splits.val, batch_size=config.batch_size, device=device)
+            val = evaluate(
+                step.forward, splits.val, batch_size=config.batch_size, device=device, static_shapes=config.compile
+            )
             progress.update(model, selection_score(config.select_metric, val.loss, val.metrics))
             progress.train_s, progress.frames_seen = progress.train_s + epoch_s, progress.frames_seen + frames
             progress.history.append(
@@ -499,8 +528,10 @@ def _finish(
     """The test pass with the best epoch's weights, and the result."""
     model.load_state_dict(progress.best_state)
     eval_start = time.perf_counter()
-    val = evaluate(step.forward, splits.val, batch_size=config.batch_size, device=device)
-    test = evaluate(step.forward, splits.test, batch_size=config.batch_size, device=device)
+    val = evaluate(step.forward, splits.val, batch_size=config.batch_size, device=device, static_shapes=config.compile)
+    test = evaluate(
+        step.forward, splits.test, batch_size=config.batch_size, device=device, static_shapes=config.compile
+    )
     eval_s = time.perf_counter() - eval_start
     flops = _flops_per_volume(model, splits.test[0][0].to(device))
     model.sampler.check_finite = True  # the model handed back may see inputs from anywhere

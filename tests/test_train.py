@@ -170,15 +170,19 @@ def test_compiled_training_captures_the_whole_forward_in_one_graph(
     options: dict, splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CPU stand-in for "CUDA graphs can capture it": ``fullgraph=True`` raises at any graph break
-    (an explicit generator, ``.item()``, a branch on a tensor's value such as the finite check).
+    (an explicit generator, ``.item()``, a branch on a tensor's value such as the finite check), in
+    the compiled training objective (forward pass and loss) and the compiled evaluation model.
     The eager backend traces without generating code, so the test takes seconds."""
     compile_, compiled = torch.compile, []
-    monkeypatch.setattr(
-        torch, "compile", lambda model: compiled.append(model) or compile_(model, fullgraph=True, backend="eager")
-    )
+
+    def strict(fn, mode="default"):  # noqa: ANN001, ANN202
+        compiled.append(fn)
+        return compile_(fn, fullgraph=True, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", strict)
     torch._dynamo.reset()
     result = train(tiny(compile=True, **options), splits)
-    assert compiled == [result.model] and np.isfinite(result.metrics["auc"])
+    assert result.model in compiled and len(compiled) == 2 and np.isfinite(result.metrics["auc"])
 
 
 def test_training_never_runs_the_finite_check(splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,3 +259,54 @@ def test_config_differences_count_a_missing_field_as_its_default() -> None:
     assert config.differences(stored) == []
     assert tiny(sampler_warmup=2).differences(stored) == ["sampler_warmup"]
     assert config.differences({**config.to_dict(), "device": "cuda", "lr": 0.5}) == ["lr"]  # device: run-local
+
+
+def test_static_shape_evaluation_gives_the_same_numbers(splits: das.train.Splits) -> None:
+    """Padding the last evaluation batch (for captured graphs) changes no number."""
+    result = train(tiny(method="uniform"), splits)
+    plain = das.train.evaluate(result.model, splits.test, batch_size=6)
+    padded = das.train.evaluate(result.model, splits.test, batch_size=6, static_shapes=True)
+    assert len(splits.test) % 6 != 0  # there is a partial last batch to pad
+    assert plain.metrics == padded.metrics and plain.loss == pytest.approx(padded.loss, rel=1e-6)
+    assert (plain.indices == padded.indices).all() and np.allclose(plain.probs, padded.probs, atol=1e-6)
+
+
+def test_a_compiled_run_learns_like_an_eager_one(splits: das.train.Splits) -> None:
+    """torch.compile (inductor, default mode) on CPU: the same training, up to float rounding."""
+    torch._dynamo.reset()
+    eager = train(tiny(method="uniform", epochs=2), splits)
+    compiled = train(tiny(method="uniform", epochs=2, compile=True), splits)
+    for a, b in zip(eager.history, compiled.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+
+
+def test_a_training_step_never_waits_for_the_device(splits: das.train.Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No value of a tensor is read on the host inside a step's forward, loss and backward passes (a
+    sync on a GPU); the epoch's loss is read once, after the last step. (Adam reads its step counts,
+    which torch keeps on the CPU: not a device sync, so the optimiser step is left out.)"""
+    reads, counting = [], [True]
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):  # noqa: ANN001, ANN202
+            if counting[0]:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    config = tiny(epochs=1, sampler_options={"estimator": "score"}, class_weights="balanced")
+    model = das.train.build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+    model.sampler.check_finite = False
+    step = das.train._TrainStep(config, model, splits.train, torch.device("cpu"), torch.Generator().manual_seed(0))
+    optimizer_step = step.optimizer.step
+
+    def quiet_step() -> None:
+        counting[0] = False
+        optimizer_step()
+        counting[0] = True
+
+    monkeypatch.setattr(step.optimizer, "step", quiet_step)
+    x, y = next(das.train.iterate_batches(splits.train, 8, shuffle=True))
+    reads.clear()
+    step(x, y)
+    assert reads == []
