@@ -7,6 +7,7 @@ frames reach the backbone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -18,6 +19,8 @@ from das.samplers.base import Sampler, Selection
 
 BACKBONES: tuple[str, ...] = ("mobilenet_v3_small",)
 POOLS: tuple[str, ...] = ("mean", "max")
+# torch.compile's modes offered by SubsampledClassifier.compiled_for_inference; reduce-overhead adds CUDA graphs.
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # BatchNorm momentum of the backbone. torchvision's MobileNetV3 uses 0.01, tuned for long ImageNet
 # schedules. Our inputs give activations of variance ~0.01 where the running variance starts at 1:
 # with 0.01 the running statistics are still far from the batch statistics after hundreds of steps,
@@ -96,6 +99,31 @@ class SubsampledClassifier(nn.Module):
             for norm in norms:
                 norm.momentum = BN_MOMENTUM
             self.train(was_training)
+
+    def compiled_for_inference(self, mode: str = "default") -> Callable[[Tensor], ClassifierOutput]:
+        """The model in eval mode as one ``torch.compile``'d callable ``x -> ClassifierOutput``, run
+        under ``torch.no_grad()``, for inference only (the module itself is left as it is, in eval mode).
+
+        ``mode``: one of :data:`COMPILE_MODES`. ``"reduce-overhead"`` replays CUDA graphs (kernel
+        launches recorded once per input shape; a model on a CUDA device only): a call's outputs live
+        in memory that the next call overwrites, so clone what you keep. The sampler's own compiled
+        evaluation (DAS) is traced as part of the model. Compiles on the first calls of each shape.
+        """
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {mode!r}; valid modes: {', '.join(COMPILE_MODES)}")
+        device = next(self.parameters()).device
+        if mode == "reduce-overhead" and device.type != "cuda":
+            raise ValueError(
+                f"mode='reduce-overhead' replays CUDA graphs and needs the model on a CUDA device, got {device}"
+            )
+        self.eval()
+        compiled = torch.compile(self, mode=mode)
+
+        def infer(x: Tensor) -> ClassifierOutput:
+            with torch.no_grad():
+                return compiled(x)
+
+        return infer
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone!r}, pool={self.pool!r}, num_classes={self.num_classes}"

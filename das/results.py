@@ -341,26 +341,27 @@ def summarize(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def format_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The summary for people: one ``mean ± std`` column per metric (percent for accuracies)."""
+    """The summary for people: one ``mean ± std`` column per metric (percent for accuracies), with
+    non-breaking spaces around the ± so a rendered table never wraps a cell."""
 
     def cell(mean: float, std: float, scale: float, digits: int) -> str:
         if pd.isna(mean):
             return "n/a"
         if pd.isna(std):
             return f"{mean * scale:.{digits}f}"
-        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+        return f"{mean * scale:.{digits}f}\u00a0±\u00a0{std * scale:.{digits}f}"
 
-    out = table[["dataset", "method", "n_seeds"]].copy()
+    out = table[["dataset", "method", "n_seeds"]].rename(columns={"n_seeds": "seeds"})
     if table["setting"].astype(bool).any():  # some method has runs of more than one setting
         out.insert(2, "setting", table["setting"])
     for name, scale, digits, label in (
-        ("balanced_accuracy", 100.0, 1, "balanced acc. (%)"),
+        ("balanced_accuracy", 100.0, 1, "bal. acc. (%)"),
         ("auc", 1.0, 3, "AUC"),
-        ("accuracy", 100.0, 1, "accuracy (%)"),
+        ("accuracy", 100.0, 1, "acc. (%)"),
     ):
         out[label] = [cell(m, s, scale, digits) for m, s in zip(table[f"{name}_mean"], table[f"{name}_std"])]
     if table["informative_hit_rate_mean"].notna().any():  # synthetic datasets in the table
-        out["informative picked (%)"] = [cell(m, float("nan"), 100.0, 1) for m in table["informative_hit_rate_mean"]]
+        out["informative kept (%)"] = [cell(m, float("nan"), 100.0, 1) for m in table["informative_hit_rate_mean"]]
     return out
 
 

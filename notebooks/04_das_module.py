@@ -391,7 +391,13 @@ for j in range(k):
     rows[torch.arange(len(x)), :, pick] = float("-inf")  # taken: masked in every later row
 masked_picks = torch.stack(masked_picks, dim=1).sort(dim=1).values
 topk_base = scores.base.topk(k, dim=-1).indices.sort(dim=1).values  # route 2
-picked_scores = lambda picks: scores.base.gather(1, picks).sort(dim=1).values  # noqa: E731
+
+
+def picked_scores(picks: torch.Tensor) -> torch.Tensor:
+    """The base scores of the picked slices, sorted, per volume."""
+    return scores.base.gather(1, picks).sort(dim=1).values
+
+
 print("evaluation picks, volume 0: ", evaluated.indices[0].tolist())
 print("top-k of a_base:            ", topk_base[0].tolist())
 print("masked row-wise argmax of A:", masked_picks[0].tolist())

@@ -36,11 +36,11 @@ last_epochs = 5  # epochs averaged for the level a protocol settles at
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from das.chapters import glue, machine_label, measured_runs, setup_plots, show
+from das.data import load_dataset
 from das.experiments import PROTOCOL_BASE, PROTOCOL_CANDIDATES
 from das.profiles import get_profile
 from das.reports import choose_protocol, curves, protocol_ranking, protocol_table
@@ -104,8 +104,8 @@ glue(
     "lit_val_bacc",
     Markdown(", ".join(f"{m} {100 * r['val_metrics']['balanced_accuracy']:.1f}%" for m, r in first.items())),
 )
-prior = np.mean(literal[0]["test_predictions"]["labels"])
-glue("prior_share", 100 * (1 - prior))
+test_labels = load_dataset(literal[0]["dataset"], "test", size=literal[0]["config"]["size"]).labels
+glue("prior_share", 100 * float((test_labels == 0).float().mean()))
 
 # %% [markdown]
 # The validation loss reaches its minimum early (best epochs: {glue:md}`lit_best`), and ten epochs

@@ -75,7 +75,7 @@ def test_summary_means_and_stds_over_seeds_in_method_order(tmp_path: Path) -> No
     full_row = table.set_index("method").loc["full"]
     assert math.isnan(full_row["auc_mean"]) and math.isnan(full_row["balanced_accuracy_std"])
     pretty = format_summary(table).set_index("method")
-    assert pretty.loc["das", "balanced acc. (%)"] == "80.0 ± 20.0"
+    assert pretty.loc["das", "bal. acc. (%)"] == "80.0\u00a0±\u00a020.0"
     assert pretty.loc["full", "AUC"] == "n/a"
 
 
@@ -84,7 +84,7 @@ def test_write_summary_writes_csv_and_markdown(tmp_path: Path) -> None:
     fake_run(tmp_path, "synthetic", "das", 1, 0.9, 0.8)
     table, csv_path, md_path = write_summary(tmp_path, "p")
     assert pd.read_csv(csv_path)["balanced_accuracy_mean"].tolist() == pytest.approx([0.8])
-    assert "80.0 ± 14.1" in md_path.read_text()
+    assert "80.0\u00a0±\u00a014.1" in md_path.read_text()
 
 
 def test_summary_of_an_empty_store_is_an_empty_frame(tmp_path: Path) -> None:

@@ -111,8 +111,16 @@ import torch
 from torch import Tensor, nn
 
 from das.checks import check_bool, check_choice, check_int, check_positive_float
+from das.samplers import fused as fused_path
 from das.samplers.base import Sampler, Selection, check_statistics, hard_selection
-from das.samplers.features import FEATURE_KINDS, FrameFeatures, frame_variance, standardise_over_frames
+from das.samplers.features import (
+    FEATURE_KINDS,
+    FrameFeatures,
+    append_position,
+    frame_variance,
+    raw_fixed_features,
+    standardise_over_frames,
+)
 from das.samplers.gumbel import gumbel_topk, plackett_luce_log_prob, temporal_selection, topk_indices
 
 BASES = ("learned", "variance")
@@ -134,6 +142,27 @@ class DASScores(NamedTuple):
         return self.scale.unsqueeze(-1) * self.base.unsqueeze(1)
 
 
+def base_score(variance: Tensor, features: Tensor, base_mlp: nn.Module | None) -> Tensor:
+    """``a_base [B, T]``: the standardised frame variance ``[B, T]``, plus ``MLP_base(F)`` when learned."""
+    base = standardise_over_frames(variance.unsqueeze(-1)).squeeze(-1)
+    if base_mlp is None:
+        return base
+    return base + base_mlp(features).squeeze(-1).float()
+
+
+def fixed_evaluation(
+    x: Tensor, k: int, position: bool, base_mlp: nn.Module | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """DAS's evaluation with fixed features as one pure function, the one :mod:`das.samplers.fused`
+    compiles: ``x [B, T, C, H, W]`` -> ``(indices [B, k] in temporal order, raw features [B, T, 5],
+    standardised features [B, T, 5], a_base [B, T])``; the same code as the eager path, op for op."""
+    raw = raw_fixed_features(x)
+    standardised = standardise_over_frames(raw)
+    features = append_position(standardised) if position else standardised
+    base = base_score(raw[..., 0], features, base_mlp)
+    return topk_indices(base, k), raw, standardised, base
+
+
 class DASSampler(Sampler):
     """Input-adaptive DAS sampler; see the module docstring for the method and our decisions.
 
@@ -141,11 +170,20 @@ class DASSampler(Sampler):
     ``"variance"``), ``replacement``, ``features`` (``"fixed"`` or ``"learned"``), ``hidden`` (width
     of MLP_base and of each MLP_h), ``position`` (append t/(T-1) to the features), ``estimator``
     (``"st"``, the paper's straight-through gradient, or ``"score"``, the score-function estimator
-    whose ``Selection.log_prob`` the trainer turns into a REINFORCE term; see the module docstring),
-    ``fused_features`` (compute the fixed features with ``torch.compile``'d, fused kernels: on 2 CPU
-    threads at 28^3, batch 16, the whole sampler took 0.62-0.63 ms in evaluation instead of 1.33 ms,
-    or 2.9 ms in some processes, as eager timings on our machine are bimodal; compiled on first use,
-    which takes seconds and needs a C++ compiler on CPU; fixed features only).
+    whose ``Selection.log_prob`` the trainer turns into a REINFORCE term; see the module docstring).
+
+    ``fused`` (evaluation only): run features, base score and top-k as one ``torch.compile``'d
+    function (:func:`fixed_evaluation` through :mod:`das.samplers.fused`; the gather stays eager).
+    ``None`` (default) compiles on CPU and CUDA when the features are fixed; ``True`` insists on
+    fixed features; ``False`` stays eager. Compiled once per frame shape and k, on first use
+    (seconds; a C++ compiler on CPU, Triton on CUDA), for every batch size. Where compiling fails
+    the sampler evaluates eagerly, with one ``CompileUnavailableWarning`` per process. Picks equal
+    the eager path's (scores may differ by float32 rounding, which could only reorder exact ties);
+    training, FLOP counting (``FlopCounterMode``) and an enclosing ``torch.compile`` always run
+    the eager code.
+
+    ``fused_features``: compute the fixed features inside their operator with compiled kernels, in
+    training too (:func:`das.samplers.features.fixed_features`).
     """
 
     def __init__(
@@ -161,6 +199,7 @@ class DASSampler(Sampler):
         hidden: int = 32,
         position: bool = False,
         estimator: str = "st",
+        fused: bool | None = None,
         fused_features: bool = False,
     ) -> None:
         super().__init__(num_frames, k)
@@ -172,6 +211,11 @@ class DASSampler(Sampler):
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         check_choice("features", features, FEATURE_KINDS)
         hidden = check_int("hidden", hidden)
+        if not (fused is None or isinstance(fused, bool)):
+            raise ValueError(f"fused must be True, False or None (auto), got {fused!r}")
+        if fused and features != "fixed":
+            raise ValueError(f"fused=True needs features='fixed' (it compiles the fixed features), got {features!r}")
+        self.fused = fused
 
         self.features = FrameFeatures(features, position, fused=fused_features)
         pooled = 3 * self.features.raw_dim
@@ -207,10 +251,30 @@ class DASSampler(Sampler):
         # The paper's base: standardised frame variance (feature 0 when features are fixed), plus the
         # learned correction when base="learned".
         variance = raw[..., 0] if self.features.cnn is None else frame_variance(x)
-        base = standardise_over_frames(variance.unsqueeze(-1)).squeeze(-1)
-        if self.base_mlp is None:
-            return base
-        return base + self.base_mlp(features).squeeze(-1).float()
+        return base_score(variance, features, self.base_mlp)
+
+    def evaluation_path(self, device: torch.device | str) -> str:
+        """``"compiled"`` or ``"eager"``: how evaluation runs on ``device`` now (outside tracing and
+        FLOP counting), given ``fused``, the features and whether compiling has failed there."""
+        fusable = self.fused is not False and self.features.cnn is None
+        return "compiled" if fusable and fused_path.compile_available(torch.device(device)) else "eager"
+
+    def _evaluation_indices(self, x: Tensor) -> Tensor:
+        """Evaluation picks ``[B, k]``: top-k of ``a_base`` (heads and temperature only shape training)."""
+        if not fused_path.eager_required() and self.evaluation_path(x.device) == "compiled":
+            key = (tuple(x.shape[1:]), self.k, self.features.position, self.base_mlp is None)
+            out = fused_path.run_compiled(fixed_evaluation, key, x, self.k, self.features.position, self.base_mlp)
+            if out is not None:
+                indices, raw, standardised, base = out
+                if self.check_finite:  # the same checks, in the same order, as the eager path
+                    check_statistics(x, {"frame features": raw, "standardised frame features": standardised})
+                    check_statistics(x, {"base scores": base})
+                return indices
+        features, raw = self.features(x)
+        base = self._base(x, features, raw)
+        if self.check_finite:  # the variance in the base overflows first (learned features)
+            check_statistics(x, {"base scores": base})
+        return topk_indices(base, self.k)
 
     def _modulation(self, raw: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row scales ``[B, k]`` (mean over heads) and temperatures ``[B]`` from the pooled summary."""
@@ -225,13 +289,11 @@ class DASSampler(Sampler):
         return scale, tau
 
     def select(self, x: Tensor, generator: torch.Generator | None) -> Selection:
+        if not self.training:
+            # Heads and temperature only shape the training distribution: evaluation skips them.
+            return hard_selection(x, self._evaluation_indices(x), self.num_frames)
         features, raw = self.features(x)
         base = self._base(x, features, raw)
-        if not self.training:
-            if self.check_finite:  # the variance in the base overflows first (learned features)
-                check_statistics(x, {"base scores": base})
-            # Heads and temperature only shape the training distribution: evaluation skips them.
-            return hard_selection(x, topk_indices(base, self.k), self.num_frames)
         scores = DASScores(base, *self._modulation(raw))
         if self.check_finite:
             check_statistics(x, {"base scores": base, "row scales": scores.scale, "temperatures": scores.tau})
@@ -249,5 +311,5 @@ class DASSampler(Sampler):
         return (
             f"{super().extra_repr()}, heads={self.heads}, tau0={self.tau0}, "
             f"adaptive_temperature={self.adaptive_temperature}, base={self.base!r}, replacement={self.replacement}, "
-            f"estimator={self.estimator!r}"
+            f"estimator={self.estimator!r}, fused={self.fused}"
         )

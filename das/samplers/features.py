@@ -29,12 +29,14 @@ other arithmetic not at all). The sampler's elementwise work is counted although
 opaque to ``torch.compile`` (a fake implementation gives its output shape) and reads no value on the
 host.
 
-Fused (``fused=True``, ``DASSampler(fused_features=True)``): the eager implementation is about
-fifteen elementwise passes, each reading and writing the whole volume, which is where most of the
-sampler's time goes on CPU (the FLOPs are few). Inside the same operator, the same code can instead
-run compiled by ``torch.compile`` (the batch size symbolic, so one compilation serves every batch
-size of a frame shape ``T, C, H, W``), which fuses the passes into a kernel or two. Off by default:
-compiling takes seconds on first use and needs a C++ compiler on CPU (Triton on CUDA).
+Fused: the eager implementation is about fifteen elementwise passes, each reading and writing the
+whole volume, which is where most of the sampler's time goes on CPU (the FLOPs are few). Compiled by
+``torch.compile`` the same code (:func:`raw_fixed_features`) becomes a kernel or two. DAS's evaluation
+compiles it together with its base score and top-k (:mod:`das.samplers.fused`, on by default).
+Inside this operator, ``fused=True`` (``DASSampler(fused_features=True)``) compiles the features
+alone, in training too (the batch size symbolic, so one compilation serves every batch size of a
+frame shape ``T, C, H, W``). Compiling takes seconds on first use and needs a C++ compiler on CPU
+(Triton on CUDA).
 
 Learned (the paper's future work): a tiny CNN per frame on the channel mean (so it needs no
 ``in_channels``), two stride-2 3x3 convolutions and a global average, ``d = 8`` by default.
@@ -177,6 +179,14 @@ def fixed_features_flops(x_shape: torch.Size, *_: object, out_shape: object = No
     return flops
 
 
+def raw_fixed_features(x: Tensor) -> Tensor:
+    """The five fixed features of ``x [B, T, C, H, W]`` (any floating dtype, read without gradient), in
+    float32 outside autocast, as plain tensor code: what :func:`fixed_features` runs inside its
+    operator, for callers that compile it into a larger function (:mod:`das.samplers.fused`)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _features(x.detach().float())
+
+
 def fixed_features(x: Tensor, fused: bool = False) -> Tensor:
     """The five fixed features, unstandardised: ``[B, T, C, H, W]`` -> ``[B, T, 5]`` float32.
 
@@ -192,6 +202,17 @@ def standardise_over_frames(features: Tensor) -> Tensor:
     mean = features.mean(dim=1, keepdim=True)
     std = features.std(dim=1, keepdim=True, unbiased=False)
     return (features - mean) / (std + _EPS)
+
+
+def append_position(features: Tensor) -> Tensor:
+    """``[B, T, d]`` -> ``[B, T, d + 1]``: each frame's normalised position ``t / (T - 1)`` (0 when T = 1)."""
+    batch, frames = features.shape[:2]
+    where = (
+        torch.linspace(0.0, 1.0, frames, device=features.device)
+        if frames > 1
+        else torch.zeros(1, device=features.device)
+    )
+    return torch.cat([features, where.expand(batch, -1).unsqueeze(-1)], dim=-1)
 
 
 class LearnedFrameFeatures(nn.Module):
@@ -246,9 +267,7 @@ class FrameFeatures(nn.Module):
         if self.check_finite:
             check_statistics(x, {"frame features": raw, "standardised frame features": features})
         if self.position:
-            frames = x.shape[1]
-            where = torch.linspace(0.0, 1.0, frames, device=x.device) if frames > 1 else torch.zeros(1, device=x.device)
-            features = torch.cat([features, where.expand(x.shape[0], -1).unsqueeze(-1)], dim=-1)
+            features = append_position(features)
         return features, raw
 
     def extra_repr(self) -> str:
