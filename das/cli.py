@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-import torch
-
 from das.augment import AUGMENTATIONS
 from das.config import CLASS_WEIGHTS, COMPILE_MODES, LR_SCHEDULES, SELECT_METRICS, TrainConfig
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
@@ -392,14 +390,38 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="28^3 only, fewer repeats (about a minute on 2 CPU cores)")
+    parser.add_argument(
+        "--quick", action="store_true", help="28^3 at batch 16, fewer repeats (about a minute on 2 CPU cores)"
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=_int_at_least(1), help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--sizes", nargs="+", type=_int_at_least(1), metavar="SIZE", help="frame sizes in pixels (default 28 64)"
+    )
+    parser.add_argument(
+        "--batch-sizes", nargs="+", type=_int_at_least(1), metavar="B", help="inference batch sizes (default 16)"
+    )
+    parser.add_argument(
+        "--frames", type=_int_at_least(1), help="frames per input T (default: T = size, cubes; e.g. 32 for video)"
+    )
+    parser.add_argument("--num-threads", type=_int_at_least(1), help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=_int_at_least(1), dest="num_threads", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
+    parser.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="DAS's compiled evaluation: on, off (--no-fused), or by default wherever compiling works",
+    )
     parser.add_argument(
         "--fused-features",
         action="store_true",
-        help="DAS with torch.compile'd fixed features (compiles first, needs a C++ compiler on CPU)",
+        help="DAS's fixed features compiled in training too (needs a C++ compiler on CPU)",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="also time every model compiled with CUDA graphs (torch.compile mode reduce-overhead; CUDA only)",
     )
     parser.add_argument(
         "--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)"
@@ -409,14 +431,20 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from das.bench import BenchConfig, main_summary, run_bench
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = (BenchConfig.quick if args.quick else BenchConfig)(
-        device=args.device, data_dir=args.data_dir, fused_features=args.fused_features
-    )
+    chosen = {"sizes": args.sizes, "batch_sizes": args.batch_sizes, "num_frames": args.frames}
     try:
+        config = (BenchConfig.quick if args.quick else BenchConfig)(
+            **{name: value for name, value in chosen.items() if value is not None},
+            device=args.device,
+            num_threads=args.num_threads,
+            data_dir=args.data_dir,
+            fused=args.fused,
+            fused_features=args.fused_features,
+            memory=not args.no_memory,
+            cuda_graphs=args.cuda_graphs,
+        )
         report = run_bench(config, args.out)
-    except ValueError as error:  # e.g. an unknown or unavailable device
+    except ValueError as error:  # e.g. an unknown or unavailable device, CUDA graphs on a CPU
         raise UsageError(str(error)) from None
     print(main_summary(report))
     print(f"\nwritten: {args.out}/bench.json, {args.out}/bench.md")
@@ -430,6 +458,7 @@ def _add_project(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="results/bench", help="folder for projection-PROFILE.json (default results/bench)"
     )
+    _add_executor_options(parser)
 
 
 def _run_project(args: argparse.Namespace) -> int:
@@ -443,7 +472,9 @@ def _run_project(args: argparse.Namespace) -> int:
         configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    report = project_runs(configs, args.steps, profile=args.profile, out_dir=args.out)
+    options = _executor_options(args)
+    options.pop("checkpoint_dir")
+    report = project_runs(configs, args.steps, profile=args.profile, out_dir=args.out, **options)
     print(format_projection(report))
     print(f"\nwritten: {args.out}/projection-{args.profile}.json")
     return 0

@@ -1,22 +1,20 @@
-"""Experiment profiles as data: which datasets, methods, seeds and training settings a Table 1 sweep
-runs. A profile is a plain table (:data:`PROFILES`); :func:`get_profile` turns an entry into a
-:class:`Profile` and :meth:`Profile.config` into the :class:`~das.config.TrainConfig` of one run.
+"""Experiment profiles as data: which datasets, methods, seeds and training settings a sweep runs.
 
-- ``quick`` (``make book``, CI): the synthetic benchmark and real AdrenalMNIST3D at 28^3, every method
-  at ratio 0.5, 3 seeds, sized for about 10 minutes on 2 CPU cores at the target training throughput
-  (2,000 frames/s). Synthetic: 256 training and 256 val/test volumes of T = 16 slices (4 classes, one
-  informative slice each), 10 epochs at lr 1e-3: at the paper's 1e-4 nothing learns within a CPU
-  budget (measured: 10 epochs at 1e-4 leave the training loss at 1.15 of 1.39). AdrenalMNIST3D: the
-  whole official splits (train 1188, val 98, test 298) for 3 epochs at lr 1e-3, far from converged.
-  At the paper's lr 1e-4, 2 epochs left every method at chance (balanced accuracy 50.0-50.5% over 3
-  seeds: the model predicts the majority class), which says nothing about the methods; at 1e-3 the
-  full model reached 66.7% (seed 0, 4 epochs, best validation loss at epoch 2).
-- ``paper``: the six MedMNIST3D sets at 28^3, every method, ratio 0.5, 3 seeds, up to 100 epochs with
-  early stopping (patience 10): the protocol of SPEC 1.2, meant for a GPU. ``download`` is off; the
-  command line's ``--download`` turns it on.
+A profile is a plain table (:data:`PROFILES`); :func:`get_profile` turns an entry into a
+:class:`Profile`, and :meth:`Profile.config` into the :class:`~das.config.TrainConfig` of one run.
 
-Both profiles freeze the learnable samplers for the first epoch (``sampler_warmup=1``, see
-:mod:`das.train`), so that the backbone has learned something before the samplers learn from its loss.
+- ``quick``: what ``make book`` trains itself. The synthetic benchmark and real AdrenalMNIST3D at
+  28^3, every method at 50%, 3 seeds, a few epochs at lr 1e-3: a working pipeline on a laptop CPU,
+  far from converged on real data.
+- ``real``: our protocol for real MedMNIST3D data, chosen on the validation split (the protocol
+  chapter of the book shows the comparison): every method at 50%, 5 seeds.
+- ``paper``: the paper's protocol, literally (Adam at 1e-4, early stopping on the validation loss,
+  up to 100 epochs), on the six MedMNIST3D sets; on real data it learns only the class prior (same
+  chapter). Meant for a GPU; ``--download`` fetches the sets.
+
+Every profile trains DAS with the score-function estimator (the ablations chapter compares it with
+the paper's straight-through gradient; ``sampler_options={"estimator": "st"}`` restores it) and
+freezes the learnable samplers for the first epoch (``sampler_warmup=1``, see :mod:`das.train`).
 """
 
 from __future__ import annotations
@@ -38,12 +36,8 @@ MEDMNIST3D: tuple[str, ...] = (
 )
 
 # name -> profile. "train": TrainConfig fields for every run; "per_dataset": fields for one dataset
-# (applied after "train"); "sampler_options": sampler options for one method.
-#
-# DAS trains with the score-function estimator in both profiles (DASSampler's docstring says why and
-# what we measured): with the paper's straight-through estimator DAS unlearns the informative slice of
-# the synthetic benchmark and ends below the static samplers. The paper-literal estimator stays one
-# option away: sampler_options={"estimator": "st"} (command line: --sampler-option estimator=st).
+# (applied after "train"); "sampler_options": sampler options for one method; "ablation_datasets":
+# the datasets of the ablation sweep (das.experiments).
 _DAS_OPTIONS = {"das": {"estimator": "score"}}
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {

@@ -8,13 +8,15 @@ the second, warm epoch, and seconds per evaluation batch, from the final validat
 trainer's own rule), with split sizes from ``medmnist.INFO`` for MedMNIST3D (so the files need not be
 present) and from the generated splits otherwise.
 
+Packed runs (``executor="ray"``): several runs share the machine (``workers`` at a time, each with
+``cpus_per_run`` CPU threads and ``gpus_per_run`` of a GPU). Each cost is then measured with that
+many copies training at once, so the step times include their contention, and the sweep's wall
+time is the sum of the runs' times divided by the number running at once.
+
 It is an estimate of the time spent training and evaluating, with every run counted to its last
 epoch (early stopping can only shorten it). Left out: loading or generating the data, compiling,
-writing checkpoints. Measured on 2 CPU threads for the quick profile: 596 s projected; the 36 runs
-took 588 s training and testing (``train_s`` + ``eval_s`` of their JSONs, which leave out the
-per-epoch validation) and 643 s of wall time.
-
-``python -m das project --profile paper`` writes ``results/bench/projection-paper.json``.
+writing checkpoints. ``python -m das project --profile paper`` writes
+``results/bench/projection-paper.json``; the compute chapter compares a projection with the runs.
 """
 
 from __future__ import annotations
@@ -121,6 +123,30 @@ def measure_step(config: TrainConfig, shape: SplitShape, steps: int = 8) -> dict
     }
 
 
+def _ray_measure(config: dict[str, Any], shape: dict[str, int], steps: int, threads: int) -> dict[str, float]:
+    """What a Ray worker runs: :func:`measure_step` with ``threads`` CPU threads."""
+    torch.set_num_threads(threads)
+    return measure_step(TrainConfig.from_dict(config), SplitShape(**shape), steps)
+
+
+def measure_packed(
+    config: TrainConfig, shape: SplitShape, steps: int, workers: int, cpus_per_run: int, gpus_per_run: float
+) -> dict[str, float]:
+    """:func:`measure_step` with ``workers`` copies training at once on Ray (each with its share of the
+    machine); the mean of their step and evaluation times, which include their contention."""
+    import ray
+
+    task = ray.remote(_ray_measure).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+    payload = (
+        dataclasses.replace(config, num_threads=config.num_threads or cpus_per_run).to_dict(),
+        dataclasses.asdict(shape),
+        steps,
+        cpus_per_run,
+    )
+    results = ray.get([task.remote(*payload) for _ in range(workers)])
+    return {key: sum(r[key] for r in results) / len(results) for key in results[0]}
+
+
 def run_batches(config: TrainConfig, shape: SplitShape) -> tuple[int, int]:
     """Training and evaluation batches of one run that goes to its last epoch, as :func:`das.train.train`
     does them: every epoch's training batches and validation pass, then the final validation and
@@ -157,12 +183,35 @@ def project_runs(
     *,
     profile: str = "custom",
     out_dir: str | Path | None = "results/bench",
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    cpus_per_run: int = 1,
+    gpus_per_run: float = 0.0,
 ) -> dict[str, Any]:
     """Project every run of ``configs`` (e.g. :func:`das.sweep.table1_configs`), measuring each distinct
-    cost once. Writes ``projection-<profile>.json`` under ``out_dir`` (unless None); returns the report."""
+    cost once; with ``executor="ray"``, as ``workers`` packed runs (see the module docstring). Writes
+    ``projection-<profile>.json`` under ``out_dir`` (unless None); returns the report, whose
+    ``wall_s`` is the sweep's projected wall time."""
     if not configs:
         raise ValueError("no runs to project")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; valid: local, ray")
     start = time.perf_counter()
+    packed = executor == "ray"
+    if packed:
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        resources = ray.cluster_resources()
+        fits = [resources.get("CPU", 1) // cpus_per_run]
+        if gpus_per_run > 0:
+            fits.append(resources.get("GPU", 0) // gpus_per_run)
+        concurrency = max(1, int(min(fits))) if workers is None else workers
+    else:
+        concurrency = 1
     measured: dict[tuple[Any, ...], dict[str, float]] = {}
     shapes: dict[tuple[Any, ...], SplitShape] = {}
     rows = []
@@ -187,7 +236,11 @@ def project_runs(
             *(getattr(config, f) for f in COST_FIELDS),
         )
         if cost_key not in measured:
-            measured[cost_key] = measure_step(config, shape, steps)
+            measured[cost_key] = (
+                measure_packed(config, shape, steps, concurrency, cpus_per_run, gpus_per_run)
+                if packed
+                else measure_step(config, shape, steps)
+            )
         step = measured[cost_key]
         rows.append(
             {
@@ -201,7 +254,10 @@ def project_runs(
                 "run_s": run_seconds(config, shape, step),
             }
         )
+    if packed and started_here:
+        ray.shutdown()
     device = resolve_device(configs[0].device)
+    total = sum(row["run_s"] for row in rows)
     report = {
         "profile": profile,
         "device": str(device),
@@ -210,7 +266,12 @@ def project_runs(
         "steps": steps,
         "measurements": len(measured),
         "runs": rows,
-        "total_s": sum(row["run_s"] for row in rows),
+        "total_s": total,
+        "executor": executor,
+        "concurrent_runs": concurrency,
+        "cpus_per_run": cpus_per_run if packed else None,
+        "gpus_per_run": gpus_per_run if packed else None,
+        "wall_s": total / concurrency,
         "measure_s": time.perf_counter() - start,
     }
     if out_dir is not None:
@@ -238,6 +299,12 @@ def format_projection(report: dict[str, Any]) -> str:
         .reset_index()
     )
     total_h = report["total_s"] / 3600
+    packing = report.get("concurrent_runs", 1)
+    wall = (
+        f"; {packing} runs at a time: about {report['wall_s'] / 3600:.2f} h ({report['wall_s']:.0f} s) of wall time"
+        if packing > 1
+        else ""
+    )
     return "\n".join(
         [
             f"device: {env['device']} | torch {env['torch']} | threads {env['threads']}",
@@ -245,6 +312,6 @@ def format_projection(report: dict[str, Any]) -> str:
             table.to_markdown(index=False, floatfmt=".4g"),
             "",
             f"{len(runs)} runs of profile {report['profile']!r}: about {total_h:.2f} h ({report['total_s']:.0f} s) of "
-            "training and evaluation on this device, every run to its last epoch (early stopping shortens it)",
+            "training and evaluation on this device, every run to its last epoch (early stopping shortens it)" + wall,
         ]
     )

@@ -138,3 +138,20 @@ def test_command_line_projects_and_rejects_a_bad_device(tmp_path: Path, capsys: 
     assert report["runs"][0]["epochs"] == 2 and "1 runs of profile 'quick': about" in out
     assert main([*argv[:-4], "--device", "tpu", "--out", str(tmp_path)]) == 2
     assert "das project: error:" in capsys.readouterr().err
+
+
+def test_packed_runs_on_ray_are_measured_together_and_share_the_wall_time(tmp_path: Path) -> None:
+    """Two runs at a time on a local Ray cluster of 2 CPUs: each cost is measured with two copies
+    training at once, and the projected wall time is the runs' total over two."""
+    ray = pytest.importorskip("ray")
+    configs = table1_configs("quick", ["synthetic"], ["uniform", "das"], [0, 1], **TINY)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = project_runs(configs, 2, out_dir=None, executor="ray", workers=2, cpus_per_run=1)
+    finally:
+        ray.shutdown()
+    assert report["concurrent_runs"] == 2 and report["measurements"] == 2
+    assert report["wall_s"] == pytest.approx(report["total_s"] / 2)
+    assert all(row["step_s"] > 0 for row in report["runs"])
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        project_runs(configs, 2, out_dir=None, executor="dask")
