@@ -43,7 +43,7 @@ import mathjax
 import nbformat
 import yaml
 
-from das.chapters import PROGRESS_ENV, ROOT
+from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, ROOT
 from das.provenance import package_digest
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -364,7 +364,25 @@ def main(argv: list[str] | None = None) -> int:
     for sub in (run, build_cmd, refs):
         sub.add_argument("--force", action="store_true", help="execute even if nothing changed")
     build_cmd.add_argument("--path-output", type=Path, default=ROOT, help="the HTML goes to PATH_OUTPUT/_build/html")
+    for sub in (run, build_cmd):
+        group = sub.add_argument_group("where the chapters' training runs go (default: in each chapter's process)")
+        group.add_argument("--executor", choices=("local", "ray"), default="local")
+        group.add_argument("--address", help="Ray cluster to join (default: a local one sized to this machine)")
+        group.add_argument("--workers", type=int, help="runs at a time on Ray")
+        group.add_argument("--cpus-per-run", type=int, default=1, help="CPU threads per run on Ray")
+        group.add_argument(
+            "--gpus-per-run", type=float, default=0.0, help="GPUs per run on Ray (fractional packs runs)"
+        )
     args = parser.parse_args(argv)
+    if getattr(args, "executor", "local") == "ray":
+        options = {
+            "executor": "ray",
+            "address": args.address,
+            "workers": args.workers,
+            "cpus_per_run": args.cpus_per_run,
+            "gpus_per_run": args.gpus_per_run,
+        }
+        os.environ[EXECUTOR_ENV] = json.dumps(options)  # the kernels inherit it (das.chapters.sweep)
     try:
         if args.command == "run":
             run_all(args.scale, args.only, args.force)

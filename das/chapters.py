@@ -9,6 +9,7 @@ use :data:`ROOT` for paths in the repository.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from das.train import build_model
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "measurements"
 PROGRESS_ENV = "DAS_BOOK_PROGRESS"
+EXECUTOR_ENV = "DAS_BOOK_EXECUTOR"  # JSON of run_sweep's executor options, set by python -m das.book
 
 
 def glue(name: str, value: object, display: bool = False) -> None:
@@ -47,11 +49,13 @@ def in_repository(path: str | Path) -> Path:
 
 def sweep(runs: Sequence[Run], results_dir: str | Path, **options: Any) -> list[Outcome]:
     """:func:`das.sweep.run_sweep` for a chapter: the store relative to the repository, progress to
-    the book builder's terminal (nothing when the chapter runs elsewhere), and a failed run an error."""
+    the book builder's terminal (nothing when the chapter runs elsewhere), the builder's executor
+    (``python -m das.book build --executor ray ...``; in process otherwise), and a failed run an error."""
     path = os.environ.get(PROGRESS_ENV)
+    executor = json.loads(os.environ.get(EXECUTOR_ENV) or "{}")
     stream = open(path, "a", buffering=1) if path else None  # noqa: SIM115 -- closed below
     try:
-        return run_sweep(runs, in_repository(results_dir), progress=stream or False, **options)
+        return run_sweep(runs, in_repository(results_dir), progress=stream or False, **executor, **options)
     finally:
         if stream is not None:
             stream.close()

@@ -1,0 +1,74 @@
+"""The chapters' helpers (das.chapters): sweeps under the book builder, stored measurements, and the
+check that figure text stays readable in the book's column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+from record_helpers import valid_record
+
+import das.chapters
+from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, machine_label, measured_runs, small_text, sweep
+from das.results import write_json_atomic
+from das.sweep import profile_runs
+
+TINY = dict(
+    epochs=1,
+    size=16,
+    max_train_samples=16,
+    max_eval_samples=16,
+    device="cpu",
+    quiet=True,
+    num_threads=1,
+    dataset_options={"num_frames": 8, "num_samples": 16},
+)
+
+
+def test_a_chapter_sweep_follows_the_builders_executor_and_progress(tmp_path: Path, monkeypatch) -> None:
+    seen = {}
+    monkeypatch.setattr(das.chapters, "run_sweep", lambda runs, store, **options: seen.update(options) or [])
+    progress = tmp_path / "progress.log"
+    monkeypatch.setenv(PROGRESS_ENV, str(progress))
+    monkeypatch.setenv(EXECUTOR_ENV, json.dumps({"executor": "ray", "workers": 2}))
+    sweep([], tmp_path, keep_checkpoint=True)
+    assert seen["executor"] == "ray" and seen["workers"] == 2 and seen["keep_checkpoint"] is True
+    assert seen["progress"].name == str(progress)
+    monkeypatch.delenv(EXECUTOR_ENV)
+    monkeypatch.delenv(PROGRESS_ENV)
+    seen.clear()
+    sweep([], tmp_path)
+    assert "executor" not in seen and seen["progress"] is False  # in process, silent, outside the builder
+
+
+def test_a_chapter_sweep_trains_and_reads_back(tmp_path: Path) -> None:
+    runs = profile_runs("quick", ["synthetic"], ["uniform"], [0], **TINY)
+    first = sweep(runs, tmp_path)
+    again = sweep(runs, tmp_path)
+    assert first[0].trained and not again[0].trained and again[0].record == first[0].record
+
+
+def test_measured_runs_are_validated_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "cpu" / "real" / "adrenalmnist3d" / "das"
+    write_json_atomic(folder / "seed0.json", valid_record("adrenalmnist3d", "das", 0, size=28))
+    [record] = measured_runs(tmp_path / "cpu")
+    assert record["method"] == "das" and "CPU" in machine_label([record])
+    (folder / "seed1.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"seed1\.json is not a valid run record"):
+        measured_runs(tmp_path / "cpu")
+    with pytest.raises(ValueError, match="no run records under"):
+        measured_runs(tmp_path / "empty")
+
+
+def test_small_figure_text_is_found() -> None:
+    das.chapters.setup_plots()
+    fig, ax = plt.subplots(figsize=(6.8, 3))
+    ax.set_title("readable")
+    assert small_text(fig) == []
+    ax.set_xlabel("tiny", fontsize=6)
+    assert any("tiny" in text for text in small_text(fig))
+    wide, _ = plt.subplots(figsize=(14, 3))  # shrunk to half in the column: 10 pt ticks become 5 pt
+    assert small_text(wide)
+    plt.close("all")
