@@ -1,4 +1,4 @@
-"""The per-frame feature extractor: torchvision's MobileNetV3-Small trunk (SPEC 1.2)."""
+"""The per-frame feature extractor: torchvision's MobileNetV3-Small trunk, the paper's backbone."""
 
 from __future__ import annotations
 

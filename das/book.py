@@ -55,7 +55,7 @@ BUILD_DIR = ROOT / "_build"
 NBVAL_DIR = ROOT / "tests" / "nbval"
 SCALES: tuple[str, ...] = ("ci", "laptop", "gpu")
 KERNEL_NAME = "python3"
-KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
+KERNEL_METADATA = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 # Cell tag nbval reads (under --nbval-lax) to compare a cell's output with the stored reference.
 NBVAL_CHECK = "nbval-check-output"
 
@@ -123,7 +123,7 @@ def source_path(name: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     """The jupytext source as a notebook, with the kernel every run uses."""
     nb = jupytext.read(path)
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["kernelspec"] = dict(KERNEL_METADATA)
     return nb
 
 

@@ -1,6 +1,6 @@
 """Classification metrics (scikit-learn) and the histogram of selected frame positions.
 
-AUC follows SPEC 1.2: binary tasks score the positive class (column 1); multi-class tasks use the
+AUC as the paper reports it: binary tasks score the positive class (column 1); multi-class tasks use the
 one-vs-rest macro average. AUC is undefined when a class never occurs in ``y_true`` (no positives for
 its one-vs-rest curve): we then return NaN and emit an :class:`UndefinedAUCWarning` naming the absent
 classes, instead of averaging over a subset of classes, which would not be comparable across runs.
