@@ -22,7 +22,7 @@ from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, write_summary
 from das.samplers import SAMPLERS
-from das.sweep import EXECUTORS, Run, check_writable, profile_runs, run_sweep, stored_record, table1_configs
+from das.sweep import EXECUTORS, Run, check_writable, profile_configs, profile_runs, run_sweep, stored_record
 from das.train import build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
@@ -469,7 +469,7 @@ def _run_project(args: argparse.Namespace) -> int:
         for name in ("epochs", "batch_size", "size", "device", "num_threads", "compile", "compile_mode")
     }
     try:  # validate every run's settings (an unavailable device, say) before timing anything
-        configs = table1_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
+        configs = profile_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
     except ValueError as error:
         raise UsageError(str(error)) from None
     options = _executor_options(args)

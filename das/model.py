@@ -1,5 +1,5 @@
 """The classifier every method shares: a sampler picks k frames, a 2D backbone embeds each picked frame,
-the embeddings are pooled over the k frames and a linear head classifies (SPEC 1.2).
+the embeddings are pooled over the k frames and a linear head classifies, as in the paper.
 
 The full-sequence baseline is the same model with the ``full`` sampler, so methods differ only in which
 frames reach the backbone.
@@ -14,13 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from das.backbone import FrameEncoder
-from das.checks import check_int
+from das.checks import check_choice, check_int
 from das.samplers.base import Sampler, Selection
+from das.samplers.fused import compile_with_own_cache
 
 BACKBONES: tuple[str, ...] = ("mobilenet_v3_small",)
 POOLS: tuple[str, ...] = ("mean", "max")
-# torch.compile's modes offered by SubsampledClassifier.compiled_for_inference; reduce-overhead adds CUDA graphs.
-COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # BatchNorm momentum of the backbone. torchvision's MobileNetV3 uses 0.01, tuned for long ImageNet
 # schedules. Our inputs give activations of variance ~0.01 where the running variance starts at 1:
 # with 0.01 the running statistics are still far from the batch statistics after hundreds of steps,
@@ -101,29 +100,33 @@ class SubsampledClassifier(nn.Module):
             self.train(was_training)
 
     def compiled_for_inference(self, mode: str = "default") -> Callable[[Tensor], ClassifierOutput]:
-        """The model in eval mode as one ``torch.compile``'d callable ``x -> ClassifierOutput``, run
-        under ``torch.no_grad()``, for inference only (the module itself is left as it is, in eval mode).
+        """The model as a ``torch.compile``'d callable ``x -> ClassifierOutput`` for inference: it
+        switches the module to eval mode and runs it under ``torch.no_grad()``. With
+        ``sampler.check_finite`` off nothing reads values on the host, so the model is one graph.
 
-        ``mode``: one of :data:`COMPILE_MODES`. ``"reduce-overhead"`` replays CUDA graphs (kernel
-        launches recorded once per input shape; a model on a CUDA device only): a call's outputs live
-        in memory that the next call overwrites, so clone what you keep. The sampler's own compiled
-        evaluation (DAS) is traced as part of the model. Compiles on the first calls of each shape.
+        ``mode``: one of :data:`das.config.COMPILE_MODES`. On a GPU ``"reduce-overhead"`` replays
+        CUDA graphs (kernel launches recorded once per input shape): a call's outputs then live in
+        memory that the next call overwrites, so clone what you keep; on a CPU it compiles as
+        ``"default"``. The sampler's evaluation (DAS's) is traced as part of the model. Compiles on
+        the first call of each input shape.
         """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"unknown compile mode {mode!r}; valid modes: {', '.join(COMPILE_MODES)}")
-        device = next(self.parameters()).device
-        if mode == "reduce-overhead" and device.type != "cuda":
-            raise ValueError(
-                f"mode='reduce-overhead' replays CUDA graphs and needs the model on a CUDA device, got {device}"
-            )
+        from das.config import COMPILE_MODES  # das.config imports this module
+
+        check_choice("mode", mode, COMPILE_MODES)
         self.eval()
-        compiled = torch.compile(self, mode=mode)
+        # A cache of its own: many models compiled in one process (the benchmark) never share one.
+        compiled = compile_with_own_cache(_classify, mode=mode)
 
         def infer(x: Tensor) -> ClassifierOutput:
             with torch.no_grad():
-                return compiled(x)
+                return compiled(self, x)
 
         return infer
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone!r}, pool={self.pool!r}, num_classes={self.num_classes}"
+
+
+def _classify(model: SubsampledClassifier, x: Tensor) -> ClassifierOutput:
+    """``model(x)``: the function :meth:`SubsampledClassifier.compiled_for_inference` compiles."""
+    return model(x)

@@ -189,7 +189,7 @@ def project_runs(
     cpus_per_run: int = 1,
     gpus_per_run: float = 0.0,
 ) -> dict[str, Any]:
-    """Project every run of ``configs`` (e.g. :func:`das.sweep.table1_configs`), measuring each distinct
+    """Project every run of ``configs`` (e.g. :func:`das.sweep.profile_configs`), measuring each distinct
     cost once; with ``executor="ray"``, as ``workers`` packed runs (see the module docstring). Writes
     ``projection-<profile>.json`` under ``out_dir`` (unless None); returns the report, whose
     ``wall_s`` is the sweep's projected wall time."""

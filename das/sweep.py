@@ -28,7 +28,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -461,48 +461,12 @@ def profile_runs(
     ]
 
 
-def iter_records(outcomes: Sequence[Outcome]) -> Iterator[dict[str, Any]]:
-    """The records of the runs that finished."""
-    return (o.record for o in outcomes if o.record is not None)
-
-
-def table1_configs(
+def profile_configs(
     profile: str = "quick",
     datasets: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     **overrides: Any,
 ) -> list[TrainConfig]:
-    """The configs of :func:`profile_runs`."""
+    """The configs of :func:`profile_runs` (for projections and checks that need no store)."""
     return [run.config for run in profile_runs(profile, datasets, methods, seeds, **overrides)]
-
-
-def run_one(
-    config: TrainConfig,
-    *,
-    profile: str,
-    results_dir: str | Path = "results",
-    force: bool = False,
-    splits: Splits | None = None,
-    keep_checkpoint: bool = False,
-) -> Path:
-    """Train or read back one run stored under ``profile``; its record's path."""
-    del splits  # loaded by the sweep
-    [outcome] = run_sweep(
-        [Run(profile, config)], results_dir, force=force, keep_checkpoint=keep_checkpoint, progress=False
-    )
-    return outcome.path
-
-
-def run_table1(
-    profile: str = "quick",
-    datasets: Sequence[str] | None = None,
-    methods: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    results_dir: str | Path = "results",
-    force: bool = False,
-    **overrides: Any,
-) -> list[Path]:
-    """Run (or read back) a profile's Table 1; the record path of every run, in order."""
-    runs = profile_runs(profile, datasets, methods, seeds, **overrides)
-    return [o.path for o in run_sweep(runs, results_dir, force=force)]

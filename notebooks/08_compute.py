@@ -15,7 +15,8 @@
 #
 # Subsampling is meant to save compute, but the paper never measures how much. This chapter does,
 # for every method side by side: FLOPs and wall time per volume against the sampling ratio $k/T$,
-# the DAS sampler's own overhead, and the physical limit those curves can approach.
+# the DAS sampler's own overhead, latency and memory, and a map of where, by frame size and batch
+# size, sending fewer frames through the backbone actually saves time on a CPU and on a GPU.
 #
 # **The physical limit.** A model that sends $k$ of $T$ frames through the backbone
 # cannot cost less than the sampler plus $k/T$ of the full-sequence model:
@@ -29,28 +30,34 @@
 #
 # **Where the numbers come from.** Everything below is read from one file,
 # `results/book/<scale>/bench/bench.json`, written by the project's benchmark suite
-# (`das.bench.run_bench`, the code behind `python -m das bench`): in one process, the same batch of
-# 16 volumes goes through the full-sequence model and through every subsampled model (warm-up, then
-# repeated timings, medians), so each time is also a ratio to the full model measured in the same
-# run. FLOPs are counted with `FlopCounterMode` on one volume. The notebook runs the suite unless
-# that file already holds a run with exactly this configuration, on the same code (a hash of the
-# `das` sources), torch version and thread count; then it reads it (set `reuse = False` to measure
-# again). The inputs are random tensors (synthetic, and irrelevant to cost: no method's cost depends
-# on pixel values); the data-path figures use the real AdrenalMNIST3D training split.
+# (`das.bench.run_bench`, the code behind `python -m das bench`): in one process, for every frame size
+# and batch size, the same batch goes through the full-sequence model and through every subsampled
+# model (warm-up, then repeated timings, medians), so each time is also a ratio to the full model
+# measured on the same batch. FLOPs are counted with `FlopCounterMode` on one volume. The notebook
+# runs the suite unless that file already holds a run with exactly this configuration, on the same
+# code (a hash of the `das` sources), torch version and thread count; then it reads it (set
+# `reuse = False` to measure again). The inputs are random volumes of $T$ frames of size $\times$
+# size pixels with $T$ = size (cubes, as the MedMNIST3D volumes are; random values, irrelevant to
+# cost: no method's cost depends on pixel values); the data-path figures use the real AdrenalMNIST3D
+# training split. DAS evaluates with its default, compiled path (features, base score and top-$k$ in
+# one `torch.compile`'d function, `das.samplers.fused`), eager where compiling is unavailable.
 
 # %% tags=["parameters"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the benchmark input and the models' initial weights
 device = "cpu"  # "cpu", "cuda" or "auto"; the performance targets are stated for the CPU
-threads = 2  # CPU threads (torch.set_num_threads); the targets are stated for 2
-sizes = [28]  # volume sizes, cubes of T slices of T x T; add 64 for 64^3 (about 10x the time)
+num_threads = 2  # CPU threads (torch.set_num_threads); the targets are stated for 2
+sizes = [28, 64, 112]  # frame sizes of the crossover map (cubes: as many frames as pixels per side)
+batch_sizes = [1, 16]  # inference batch sizes of the crossover map
 ratios = [0.125, 0.25, 0.5, 0.75]  # sampling ratios k/T
 methods = ["uniform", "random", "dps", "adps", "das"]  # besides the full-sequence model
 repeats = 7  # timed forward passes per model (the median is reported)
 warmup = 2  # untimed passes before timing
+latency_repeats = 30  # timed forward passes at batch 1 (median and 99th percentile)
 train_steps = 8  # timed training steps per model (throughput)
 data_batches = 10  # batches timed in the data-path measurement (None: a whole epoch)
-fused_features = False  # DAS with torch.compile'd fixed features (compiles first; needs a C++ compiler on CPU)
+memory = True  # measure peak memory per method (in a fresh process on CPU)
+fused = None  # DAS's compiled evaluation: None (its default: wherever compiling works), True or False
 project_profile = "paper"  # the profile whose whole sweep is projected at the end of the chapter
 project_steps = 8  # training steps timed per method for that projection
 reuse = True  # read results/book/<scale>/bench/bench.json when it holds this very configuration
@@ -62,22 +69,29 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from das.bench import BenchConfig, check_targets, features_label, run_bench
+from das.bench import MEMORY_RATIO, BenchConfig, check_targets, features_label, inference_rows, run_bench
 from das.chapters import ROOT, glue, setup_plots, show
+from das.config import resolve_device
+from das.projection import project_runs
 from das.provenance import package_digest
+from das.sweep import profile_configs
 
-torch.set_num_threads(threads)
+torch.set_num_threads(num_threads)
 config = BenchConfig(
     sizes=tuple(sizes),
+    batch_sizes=tuple(batch_sizes),
     ratios=tuple(ratios),
     methods=tuple(methods),
     warmup=warmup,
     repeats=repeats,
+    latency_repeats=latency_repeats,
     train_steps=train_steps,
     data_batches=data_batches,
     device=device,
+    num_threads=num_threads,
     seed=seed,
-    fused_features=fused_features,
+    fused=fused,
+    memory=memory,
 )
 
 setup_plots()
@@ -92,7 +106,7 @@ def is_current(report: dict) -> bool:
         report["config"] == json.loads(json.dumps(vars(config)))
         and env.get("package_digest") == package_digest()
         and env["torch"] == torch.__version__
-        and env["threads"] == torch.get_num_threads()
+        and env["threads"] == num_threads
     )
 
 
@@ -106,9 +120,18 @@ environment_line = f"{env['device']} | torch {env['torch']} | {env['threads']} t
 print(f"{'read' if reused else 'measured and wrote'} {bench_file.relative_to(ROOT)}")
 print(environment_line)
 
-inference = pd.DataFrame(report["inference"])
-inference["k_over_T"] = inference["k"] / inference["size"]
+everything = pd.DataFrame(inference_rows(report))
+everything["k_over_T"] = everything["k"] / everything["num_frames"]
+# The ratio and overhead sections use one batch size: 16 volumes when measured, else the largest.
+main_batch = 16 if 16 in batch_sizes else max(batch_sizes)
+inference = everything[everything["batch_size"] == main_batch]
 das_rows = inference[inference["method"] == "das"].set_index(["size", "ratio"])
+glue("cmp_batch", main_batch)
+
+# The stored GPU measurement, drawn beside this run's (see the crossover map and the GPU section).
+gpu_dir = ROOT / "measurements" / "gpu"
+gpu = json.loads((gpu_dir / "bench.json").read_text())
+gpu_rows = pd.DataFrame(inference_rows(gpu))
 
 # %% [markdown]
 # ## FLOPs per volume
@@ -119,7 +142,8 @@ das_rows = inference[inference["method"] == "das"].set_index(["size", "ratio"])
 # backbone's normalisation and activations are not counted); the DAS features, which are elementwise
 # filters, are counted by a hand formula registered for their operator
 # (`das.samplers.features.fixed_features_flops`, about 23 FLOPs per voxel), so the sampler's share is,
-# if anything, overstated.
+# if anything, overstated. FLOP counting always runs DAS's eager code, operator by operator, so the
+# count is the same whether its evaluation is compiled or not.
 
 # %% tags=["nbval-check-output"]
 for size, rows in inference.groupby("size"):
@@ -127,16 +151,18 @@ for size, rows in inference.groupby("size"):
     table = rows[rows["method"] != "full"].pivot(index="method", columns="ratio", values="flops_ratio_to_full")
     print(f"{size}^3: full-sequence model {full_mflops:.3f} MFLOPs per volume; FLOPs of each method / full:")
     print(table.reindex(methods).round(4).to_string())
-    share = das_rows.loc[size, "sampler_flops_share"]
-    print("DAS sampler alone / full:", ", ".join(f"{r}: {v:.4f}" for r, v in share.items()))
+    if "das" in methods:
+        share = das_rows.loc[size, "sampler_flops_share"]
+        print("DAS sampler alone / full:", ", ".join(f"{r}: {v:.4f}" for r, v in share.items()))
     print()
 
 # %% [markdown]
 # ## Time and FLOPs against the sampling ratio
 #
 # Each point is a method's median time per volume (left) or FLOPs (right) as a fraction of the
-# full-sequence model's, at the ratio $k/T$ it keeps. The grey line is $k/T$; the dashed line is the
-# physical limit of DAS, its sampler's measured share (time, respectively FLOPs) plus $k/T$.
+# full-sequence model's, at the ratio $k/T$ it keeps, for batches of {glue:text}`cmp_batch` volumes.
+# The grey line is $k/T$; the dashed line is the physical limit of DAS, its sampler's measured share
+# (time, respectively FLOPs) plus $k/T$.
 
 # %% tags=["hide-input"]
 colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -152,34 +178,184 @@ for (ax_time, ax_flops), size in zip(axes, sizes):
             curve = rows[rows["method"] == method].sort_values("k_over_T")
             ax.plot(curve["k_over_T"], curve[field], "o-", color=colours[method], label=method)
         ax.plot([0, 1], [0, 1], color="grey", linewidth=1, label="$k/T$")
-        ax.plot(das["k_over_T"], das["k_over_T"] + das[share], "k--", linewidth=1, label="limit: DAS sampler + $k/T$")
+        if len(das):
+            ax.plot(das["k_over_T"], das["k_over_T"] + das[share], "k--", linewidth=1, label="DAS sampler + $k/T$")
         ax.plot(1.0, 1.0, "k*", markersize=10, label="full sequence")
         ax.set(xlim=(0, 1.05), ylim=(0, None), xlabel="sampling ratio $k/T$")
         ax.grid(alpha=0.3)
-    ax_time.set(ylabel="time per volume / full", title=f"{size}^3: wall time (median of {config.repeats})")
-    ax_flops.set(ylabel="FLOPs per volume / full", title=f"{size}^3: FLOPs")
-axes[0, 1].legend(frameon=False, fontsize=8, loc="upper left")
-fig.suptitle(environment_line, y=1.0, fontsize=9)
+    ax_time.set(ylabel="time per volume / full", title=f"{size}$^3$: time (median of {config.repeats})")
+    ax_flops.set(ylabel="FLOPs per volume / full", title=f"{size}$^3$: FLOPs")
+axes[0, 1].legend(frameon=False, loc="upper left")
+fig.suptitle(environment_line, y=1.0)
 fig.tight_layout()
 show()
 
 # %% [markdown]
-# The same measurements in absolute terms, milliseconds per volume (batch of
+# The same measurements in absolute terms, milliseconds per volume (batches of
 # {glue:text}`cmp_batch`, median of {glue:text}`cmp_repeats` passes):
 
 # %%
 print(environment_line)
 times = inference.pivot_table(index="method", columns=["size", "ratio"], values="ms_per_volume")
 print(times.reindex(["full", *methods]).round(3).to_string())
-glue("cmp_batch", config.batch_size)
 glue("cmp_repeats", config.repeats)
 
 # %% [markdown]
+# ## The crossover map: where subsampling saves time
+#
+# Whether keeping half the frames halves the time depends on the machine, the frame size and the
+# batch size: the backbone's arithmetic scales with the number of frames, but the fixed costs of a
+# call (launching kernels, Python, the sampler's passes over every frame) do not. Each colour is one
+# batch size; circles and solid lines are DAS, squares and dashed lines uniform subsampling, at the
+# same ratio; the dotted line is $k/T$, what perfect scaling would give, and the black line the full
+# model's time. Left: this machine's CPU, measured above. Right: the stored GPU measurement
+# (`measurements/gpu/bench.json`), which holds batch {glue:text}`map_gpu_batches` at sizes
+# {glue:text}`map_gpu_sizes` only: the GPU panels show what exists.
+
+# %% tags=["hide-input"]
+map_ratios = [r for r in (0.5, 0.25) if r in ratios]
+all_batches = sorted({*batch_sizes, *gpu_rows["batch_size"]})
+batch_colours = dict(zip(all_batches, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+all_sizes = sorted({*sizes, *gpu_rows["size"]})
+fig, axes = plt.subplots(len(map_ratios), 2, figsize=(6.8, 0.6 + 3.0 * len(map_ratios)), squeeze=False, sharex=True)
+for row_axes, ratio in zip(axes, map_ratios):
+    for ax, rows, where in ((row_axes[0], everything, "CPU, this run"), (row_axes[1], gpu_rows, "GPU, stored")):
+        for batch, at_batch in rows[rows["ratio"] == ratio].groupby("batch_size"):
+            for method, style in (("das", "o-"), ("uniform", "s--")):
+                curve = at_batch[at_batch["method"] == method].sort_values("size")
+                ax.plot(curve["size"], curve["time_ratio_to_full"], style, color=batch_colours[batch])
+        ax.axhline(1.0, color="black", linewidth=1)
+        ax.axhline(ratio, color="grey", linewidth=1, linestyle=":")
+        ax.set(xscale="log", title=f"{where}, $k/T$ = {ratio}", ylabel="time / full", ylim=(0, None))
+        ax.set_xticks(all_sizes, labels=[str(s) for s in all_sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+for ax in axes[-1]:
+    ax.set_xlabel("frame size (px)")
+handles = [plt.Line2D([], [], color=colour, label=f"batch {batch}") for batch, colour in batch_colours.items()]
+handles += [plt.Line2D([], [], color="black", marker="o", label="DAS")]
+handles += [plt.Line2D([], [], color="black", marker="s", linestyle="--", label="uniform")]
+fig.legend(handles=handles, frameon=False, loc="upper center", ncol=len(handles))
+fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+glue("compute_map", fig, display=False)
+show()
+
+
+# %%
+SAVES = 0.9  # a method "saves time" where it takes at most this share of the full model's time
+
+
+def saving_cells(rows: pd.DataFrame, ratio: float, method: str = "das") -> tuple[str, str, float, float]:
+    """Where ``method`` at ``ratio`` takes at most ``SAVES`` of the full model's time and where it
+    does not, as text ("28 px at batch 16, ..."), and its lowest and highest time ratios."""
+    at = rows[(rows["method"] == method) & (rows["ratio"] == ratio)].sort_values(["size", "batch_size"])
+    cells = [(f"{row.size} px at batch {row.batch_size}", row.time_ratio_to_full) for row in at.itertuples()]
+    saves = ", ".join(name for name, value in cells if value <= SAVES) or "no size measured"
+    does_not = ", ".join(name for name, value in cells if value > SAVES) or "no size measured"
+    return saves, does_not, at["time_ratio_to_full"].min(), at["time_ratio_to_full"].max()
+
+
+def time_ratios(rows: pd.DataFrame) -> str:
+    table = rows[rows["method"].isin(["uniform", "das"])].pivot_table(
+        index=["method", "ratio"], columns=["size", "batch_size"], values="time_ratio_to_full"
+    )
+    return table.round(3).to_string()
+
+
+map_ratio = map_ratios[0]
+cpu_saves, cpu_not, cpu_best, cpu_worst = saving_cells(everything, map_ratio)
+gpu_saves, gpu_not, gpu_best, gpu_worst = saving_cells(gpu_rows, map_ratio)
+print(environment_line, "(time / full, by size and batch size)")
+print(time_ratios(everything))
+print(f"{gpu['environment']['device']}, stored:")
+print(time_ratios(gpu_rows))
+glue("map_ratio", map_ratio)
+glue("map_saves", SAVES)
+glue("map_cpu_saves", cpu_saves)
+glue("map_cpu_not", cpu_not)
+glue("map_cpu_best", cpu_best)
+glue("map_cpu_worst", cpu_worst)
+glue("map_gpu_saves", gpu_saves)
+glue("map_gpu_not", gpu_not)
+glue("map_gpu_best", gpu_best)
+glue("map_gpu_worst", gpu_worst)
+glue("map_gpu_batches", ", ".join(str(b) for b in sorted(gpu_rows["batch_size"].unique())))
+glue("map_gpu_sizes", ", ".join(str(s) for s in sorted(gpu_rows["size"].unique())))
+glue("map_gpu_device", gpu["environment"]["device"])
+
+# %% [markdown]
+# At $k/T$ = {glue:text}`map_ratio`, DAS takes at most {glue:text}`map_saves` of the full model's
+# time on this CPU at {glue:text}`map_cpu_saves`; not at {glue:text}`map_cpu_not` (its time ratio to
+# the full model runs from {glue:text}`map_cpu_best:.2f` to {glue:text}`map_cpu_worst:.2f`). On the
+# stored {glue:text}`map_gpu_device` measurement it takes at most {glue:text}`map_saves` at
+# {glue:text}`map_gpu_saves`; not at
+# {glue:text}`map_gpu_not` (from {glue:text}`map_gpu_best:.2f` to {glue:text}`map_gpu_worst:.2f` of
+# the full model's time). On a CPU the backbone's arithmetic is the bottleneck, so time follows the
+# number of frames once a call holds enough of them; one small volume at a time, the fixed costs of
+# a call weigh more. On a GPU with small frames the backbone finishes faster than the host can
+# launch its kernels: sending fewer frames then saves little or nothing, and the sampler's own kernels
+# add to the time. Subsampling can only pay on a GPU where frames or batches are large enough for
+# arithmetic to dominate.
+#
+# ## Latency at batch 1
+#
+# One volume at a time, as an interactive or streaming use would send them: the median and the 99th
+# percentile over {glue:text}`cmp_latency_repeats` calls, in milliseconds (with so few calls the 99th
+# percentile is close to the slowest one).
+
+# %%
+print(environment_line)
+single = everything[(everything["batch_size"] == 1) & everything["method"].isin(["full", "uniform", "das"])]
+if len(single):
+    latency = single.pivot_table(index=["method", "ratio"], columns="size", values=["latency_ms_p50", "latency_ms_p99"])
+    print(latency.round(2).to_string())
+else:
+    print("batch 1 was not measured in this run")
+glue("cmp_latency_repeats", config.latency_repeats)
+
+# %% [markdown]
+# ## Memory
+#
+# The peak memory of one inference forward pass and of one training step (forward, backward and an
+# Adam step) for batches of {glue:text}`cmp_memory_batch` volumes, per method at ratio
+# {glue:text}`cmp_memory_ratio`, in MB above what the built model and its input already hold. How it
+# was measured: {glue:text}`cmp_memory_measure`. On a CPU this counts every page the call touches,
+# one-time setup included, so at small frame sizes the methods differ little.
+
+# %%
+memory_rows = pd.DataFrame(report["memory"])
+glue("cmp_memory_batch", config.batch_size)
+glue("cmp_memory_ratio", MEMORY_RATIO)
+if len(memory_rows):
+    print(environment_line)
+    memory_table = memory_rows.pivot_table(
+        index=["method", "ratio"], columns=["size", "mode"], values="peak_memory_mb", sort=False
+    )
+    print(memory_table.round(1).to_string())
+    largest = memory_rows[memory_rows["size"] == memory_rows["size"].max()].set_index(["method", "mode"])
+    peaks = largest["peak_memory_mb"]
+    glue("cmp_memory_measure", memory_rows["measure"].iloc[0])
+    glue("cmp_memory_size", memory_rows["size"].max())
+    glue("cmp_memory_das_training", peaks.get(("das", "training"), float("nan")) / peaks[("full", "training")])
+    glue("cmp_memory_das_inference", peaks.get(("das", "inference"), float("nan")) / peaks[("full", "inference")])
+else:
+    print("memory was not measured in this run")
+    glue("cmp_memory_measure", "not measured in this run")
+    glue("cmp_memory_size", float("nan"))
+    glue("cmp_memory_das_training", float("nan"))
+    glue("cmp_memory_das_inference", float("nan"))
+
+# %% [markdown]
+# At {glue:text}`cmp_memory_size` px, DAS at ratio {glue:text}`cmp_memory_ratio` needs
+# {glue:text}`cmp_memory_das_training:.2f` times the full model's memory for a training step and
+# {glue:text}`cmp_memory_das_inference:.2f` times for inference: the backbone keeps the activations of
+# the frames it sees, while the sampler's features and scores cover every frame but are small.
+#
 # ## The DAS sampler's own overhead
 #
 # The sampler alone (features, scores, top-$k$, the gather of the picked frames), timed the same way,
-# as a share of the full-sequence model per volume. Its work does not depend on $k$ except for the
-# gather, so the share is about the same at every ratio.
+# as a share of the full-sequence model per volume, for batches of {glue:text}`cmp_batch`. Its work
+# does not depend on $k$ except for the gather, so the share is about the same at every ratio.
 
 # %%
 print(environment_line)
@@ -192,20 +368,25 @@ glue("cmp_size", smallest_size)
 glue("cmp_sampler_time_share", 100 * at_half["sampler_time_share"])
 glue("cmp_sampler_flops_share", 100 * at_half["sampler_flops_share"])
 glue("cmp_sampler_ms", at_half["sampler_ms_per_volume"])
+glue("cmp_features", features_label(report))
 
 # %% [markdown]
 # At {glue:text}`cmp_size`$^3$ the DAS sampler takes {glue:text}`cmp_sampler_ms:.3f` ms per volume,
 # {glue:text}`cmp_sampler_time_share:.1f` % of the full-sequence model's time and
-# {glue:text}`cmp_sampler_flops_share:.2f` % of its counted FLOPs. The time share is larger than the
-# FLOP share: its work is a handful of memory-bound passes over every voxel (variance, frame
-# differences, Sobel and Laplacian filters) and the copy of the picked frames, ops that run far below
-# the arithmetic rate of the backbone's convolutions. The edge filters run as shifted slices rather
-# than as a convolution, which is faster on CPU (see `das/samplers/features.py`).
+# {glue:text}`cmp_sampler_flops_share:.2f` % of its counted FLOPs. Its work is a handful of
+# memory-bound passes over every voxel (variance, frame differences, Sobel and Laplacian filters),
+# the base score, the top-$k$ and the copy of the picked frames. Eager, that is about thirty small
+# operations, each a pass over the volume or a kernel launch; compiled (the default; this run:
+# {glue:text}`cmp_features`) they run as a few fused kernels, and only the gather of the picked
+# frames stays outside.
 #
 # ## The performance targets
 #
-# The project's performance issue sets targets on CPU (2 threads, float32, 28$^3$, batch 16). Checked
-# against this run's file:
+# The project sets targets on CPU (2 threads, float32): at 28$^3$ with batches of 16, on what DAS
+# costs beyond uniform subsampling at the same ratio and on its sampler alone, both as shares of the
+# full model's time; and one volume at a time at 112 px, on DAS at 0.5 against the full model.
+# Checked against this run's file (a target at a size or batch size this run did not measure is
+# "not measured"):
 
 # %%
 print(environment_line)
@@ -216,33 +397,22 @@ for i, check in checks.iterrows():
     glue(f"cmp_target_{i}_value", float("nan") if check["value"] is None else check["value"])
     glue(f"cmp_target_{i}_bound", check["bound"])
     glue(f"cmp_target_{i}_result", check["result"])
-glue("cmp_features", features_label(report))
 on_target_machine = env["threads"] == 2 and env["device"].startswith("cpu")
 glue("cmp_setting", "matches" if on_target_machine else "differs from")
 
 # %% [markdown]
-# - das at 0.5, time: {glue:text}`cmp_target_0_value:.3f` of full (target at most
-#   {glue:text}`cmp_target_0_bound:.2f`): {glue:text}`cmp_target_0_result`;
-# - das at 0.5, FLOPs: {glue:text}`cmp_target_1_value:.3f` of full (target at most
+# - DAS minus uniform at 0.25, 28$^3$, batch 16: {glue:text}`cmp_target_0_value:.3f` of the full
+#   model's time (target at most {glue:text}`cmp_target_0_bound:.2f`): {glue:text}`cmp_target_0_result`;
+# - DAS minus uniform at 0.5, 28$^3$, batch 16: {glue:text}`cmp_target_1_value:.3f` (target at most
 #   {glue:text}`cmp_target_1_bound:.2f`): {glue:text}`cmp_target_1_result`;
-# - das at 0.25, time: {glue:text}`cmp_target_2_value:.3f` of full (target at most
-#   {glue:text}`cmp_target_2_bound:.2f`): {glue:text}`cmp_target_2_result`;
-# - the DAS sampler's own time: {glue:text}`cmp_target_3_value:.3f` of full (target at most
-#   {glue:text}`cmp_target_3_bound:.2f`): {glue:text}`cmp_target_3_result`.
+# - the DAS sampler alone, 28$^3$, batch 16: {glue:text}`cmp_target_2_value:.3f` of the full model's
+#   time (target at most {glue:text}`cmp_target_2_bound:.2f`): {glue:text}`cmp_target_2_result`;
+# - DAS at 0.5, 112 px, batch 1: {glue:text}`cmp_target_3_value:.3f` of the full model's time (target
+#   at most {glue:text}`cmp_target_3_bound:.2f`): {glue:text}`cmp_target_3_result`.
 #
 # This run's setting {glue:text}`cmp_setting` the targets' (CPU, 2 threads). Wall times on a shared
 # machine are noisy; the FLOP figures are exact. Small elementwise ops suffer most from a busy CPU
 # (several threads waiting for each other), so the sampler's time share is the least stable figure.
-#
-# Where the time goes when a target is missed: in eager mode the fixed features are about fifteen
-# elementwise passes over every voxel (two moments, the frame difference, the Sobel and Laplacian
-# filters as shifted slices, the magnitude and the sums), each paying a full read and write of the
-# volume; and the backbone itself does not scale down linearly at small batches (at ratio 0.25 it
-# gets 16 x 7 frames per call, where per-layer overheads weigh more). The first cost goes away when
-# the passes are fused: `DASSampler(fused_features=True)` compiles the same feature code with
-# `torch.compile` into a kernel or two (same values up to float32 rounding; compiled on first use,
-# which takes seconds and, on CPU, a C++ compiler). This run: {glue:text}`cmp_features` (the
-# `fused_features` parameter above; `python -m das bench --fused-features` on the command line).
 #
 # ## Training throughput
 #
@@ -309,12 +479,8 @@ glue("cmp_loader_ratio", data["dataloader_batch_seconds_per_epoch"] / data["batc
 # shorten it.
 
 # %%
-from das.config import resolve_device
-from das.projection import project_runs
-from das.sweep import table1_configs
-
 projection_file = out_dir / f"projection-{project_profile}.json"
-runs = table1_configs(project_profile, device=device, num_threads=threads)
+runs = profile_configs(project_profile, device=device, num_threads=num_threads)
 
 
 def projection_is_current(report: dict) -> bool:
@@ -327,7 +493,7 @@ def projection_is_current(report: dict) -> bool:
         and len(report["runs"]) == len(runs)
         and env.get("package_digest") == package_digest()
         and env["torch"] == torch.__version__
-        and env["threads"] == threads
+        and env["threads"] == num_threads
     )
 
 
@@ -383,13 +549,10 @@ glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_
 # GPU (the folder's README lists each command and the code version); this section reads them.
 
 # %%
-gpu_dir = ROOT / "measurements" / "gpu"
-gpu = json.loads((gpu_dir / "bench.json").read_text())
 print(
     f"{gpu['environment']['device']} | torch {gpu['environment']['torch']} | {features_label(gpu)} | "
     f"read from {(gpu_dir / 'bench.json').relative_to(ROOT)}"
 )
-gpu_rows = pd.DataFrame(gpu["inference"])
 gpu_full = gpu_rows[gpu_rows["method"] == "full"].set_index("size")
 print("full model, ms per volume:", gpu_full["ms_per_volume"].round(3).to_dict())
 print("time against the full model:")
@@ -453,7 +616,9 @@ glue("gpu_epoch_s_max", gpu_runs["s_per_epoch"].max())
 #
 # ## Rerunning
 #
-# `python -m das bench` runs the same suite from the command line (`--quick` for 28$^3$ only) and
-# prints the headline figures; this chapter's parameters cell sets the sizes, ratios and repeats
-# (the `paper` profile adds 64$^3$ volumes). `python -m das project --profile paper` prints the
-# projection above.
+# `python -m das bench` runs the same suite from the command line and prints the headline figures:
+# `--sizes 28 64 112 224 --batch-sizes 1 16 64` for a wider map, `--frames 32` for video-like inputs
+# (a fixed number of frames, whatever their size), `--quick` for 28$^3$ at batch 16 only, and on a
+# GPU `--cuda-graphs` to time every model again compiled with CUDA graphs. This chapter's parameters
+# cell sets the sizes, batch sizes, ratios and repeats. `python -m das project --profile paper`
+# prints the projection above.

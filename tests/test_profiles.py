@@ -8,7 +8,7 @@ import pytest
 from das.data import DATASETS
 from das.profiles import MEDMNIST3D, PROFILES, get_profile
 from das.samplers import METHODS
-from das.sweep import table1_configs
+from das.sweep import profile_configs
 
 
 def test_profiles_are_complete_and_valid() -> None:
@@ -18,14 +18,14 @@ def test_profiles_are_complete_and_valid() -> None:
     assert quick.ratio == paper.ratio == 0.5
     assert all(name in DATASETS for name in MEDMNIST3D)
     for name in PROFILES:  # every run of every profile is a valid TrainConfig
-        configs = table1_configs(name)
+        configs = profile_configs(name)
         assert len(configs) == len(get_profile(name).datasets) * len(METHODS) * len(get_profile(name).seeds)
-    organ = table1_configs("paper", datasets=["organmnist3d"], methods=["das"], seeds=[0])[0]
+    organ = profile_configs("paper", datasets=["organmnist3d"], methods=["das"], seeds=[0])[0]
     assert (organ.epochs, organ.patience, organ.lr, organ.batch_size) == (100, 10, 1e-4, 16)
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown training setting"):
-        table1_configs("quick", epochz=3)
+        profile_configs("quick", epochz=3)
 
 
 def test_profiles_train_das_with_the_score_estimator_unless_overridden() -> None:

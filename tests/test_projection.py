@@ -13,7 +13,7 @@ from das.cli import main
 from das.config import TrainConfig
 from das.model import SubsampledClassifier
 from das.projection import SplitShape, project_runs, run_batches, run_seconds, split_shape
-from das.sweep import table1_configs
+from das.sweep import profile_configs
 from das.train import load_splits, train
 
 TINY = dict(
@@ -83,8 +83,8 @@ def test_runs_of_the_same_cost_share_one_measurement(monkeypatch: pytest.MonkeyP
         return {"step_s": 0.1 * len(measured), "eval_batch_s": 0.01, "train_frames_per_s": 1.0}
 
     monkeypatch.setattr(das.projection, "measure_step", fake)
-    paper = table1_configs("paper", ["adrenalmnist3d", "nodulemnist3d"], ["uniform", "das"], [0, 1])
-    other_ratio = table1_configs("paper", ["adrenalmnist3d"], ["das"], [0], ratio=0.25)
+    paper = profile_configs("paper", ["adrenalmnist3d", "nodulemnist3d"], ["uniform", "das"], [0, 1])
+    other_ratio = profile_configs("paper", ["adrenalmnist3d"], ["das"], [0], ratio=0.25)
     report = project_runs(paper + other_ratio, steps=1, out_dir=None)
     # the two datasets have the same shape (28^3) and the seeds the same settings: one measurement per
     # method, plus one for the other ratio
@@ -101,7 +101,7 @@ def test_runs_of_the_same_cost_share_one_measurement(monkeypatch: pytest.MonkeyP
 
 
 def test_a_real_measurement_is_written_atomically(tmp_path: Path) -> None:
-    configs = table1_configs("quick", ["synthetic"], ["das"], [0], **TINY)
+    configs = profile_configs("quick", ["synthetic"], ["das"], [0], **TINY)
     report = project_runs(configs, steps=2, profile="quick", out_dir=tmp_path)
     run = report["runs"][0]
     assert run["step_s"] > 0 and run["eval_batch_s"] > 0 and run["run_s"] > 0
@@ -144,7 +144,7 @@ def test_packed_runs_on_ray_are_measured_together_and_share_the_wall_time(tmp_pa
     """Two runs at a time on a local Ray cluster of 2 CPUs: each cost is measured with two copies
     training at once, and the projected wall time is the runs' total over two."""
     ray = pytest.importorskip("ray")
-    configs = table1_configs("quick", ["synthetic"], ["uniform", "das"], [0, 1], **TINY)
+    configs = profile_configs("quick", ["synthetic"], ["uniform", "das"], [0, 1], **TINY)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         report = project_runs(configs, 2, out_dir=None, executor="ray", workers=2, cpus_per_run=1)

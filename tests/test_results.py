@@ -23,7 +23,7 @@ from das.results import (
     write_json_atomic,
     write_summary,
 )
-from das.sweep import run_table1
+from das.sweep import Run, profile_runs, run_sweep
 
 TINY = dict(
     epochs=1,
@@ -92,9 +92,19 @@ def test_summary_of_an_empty_store_is_an_empty_frame(tmp_path: Path) -> None:
     assert table.empty and "balanced_accuracy_mean" in table.columns
 
 
+def sweep_one(config, tmp_path: Path, **options) -> Path:  # noqa: ANN001
+    """Train or read back one run of the quick profile's store; its record's path."""
+    [outcome] = run_sweep([Run("quick", config)], tmp_path, progress=False, **options)
+    return outcome.path
+
+
+def sweep_quick(tmp_path: Path, methods: list[str], force: bool = False, **overrides) -> list[Path]:  # noqa: ANN003
+    runs = profile_runs("quick", ["synthetic"], methods, [0], **{**TINY, **overrides})
+    return [outcome.path for outcome in run_sweep(runs, tmp_path, force=force, progress=False)]
+
+
 def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = dict(datasets=["synthetic"], methods=["uniform", "das"], seeds=[0], results_dir=tmp_path)
-    paths = run_table1("quick", **args, **TINY)
+    paths = sweep_quick(tmp_path, ["uniform", "das"])
     assert paths == [result_path(tmp_path, "quick", "synthetic", m, 0) for m in ("uniform", "das")]
     record = json.loads(paths[1].read_text())
     assert record["group"] == "quick" and record["config"]["epochs"] == 1 and record["epochs_run"] == 1
@@ -107,17 +117,15 @@ def test_sweep_skips_existing_runs_and_force_reruns(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(das.sweep, "train", no_training)
     monkeypatch.setattr(das.sweep, "load_splits", no_training)
-    assert run_table1("quick", **args, **TINY) == paths  # nothing to do: no data loaded, nothing trained
+    assert sweep_quick(tmp_path, ["uniform", "das"]) == paths  # nothing to do: no data loaded, nothing trained
     monkeypatch.undo()
-    run_table1(
-        "quick", datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path, force=True, **TINY
-    )
+    sweep_quick(tmp_path, ["uniform"], force=True)
     assert paths[0].stat().st_mtime_ns != before
 
 
 def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = get_profile("quick").config("synthetic", "uniform", 0, **TINY)
-    path = das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    path = sweep_one(config, tmp_path)
     before = path.stat().st_mtime_ns
 
     def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -126,30 +134,25 @@ def test_a_stored_run_of_another_config_is_redone(tmp_path: Path, monkeypatch: p
     # How verbosely it runs, or where the data come from, does not make another run...
     monkeypatch.setattr(das.sweep, "train", no_training)
     same = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "quiet": False, "data_dir": "elsewhere"})
-    assert das.sweep.run_one(same, profile="quick", results_dir=tmp_path) == path
+    assert sweep_one(same, tmp_path) == path
     monkeypatch.undo()
     # ... another CPU thread count does (float sums differ):
-    das.sweep.run_one(
-        get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2}),
-        profile="quick",
-        results_dir=tmp_path,
-    )
+    sweep_one(get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "num_threads": 2}), tmp_path)
     assert json.loads(path.read_text())["threads"] == 2
     # ... but another number of epochs does, and so does asking for a checkpoint that was not kept.
     longer = get_profile("quick").config("synthetic", "uniform", 0, **{**TINY, "epochs": 2})
-    das.sweep.run_one(longer, profile="quick", results_dir=tmp_path)
+    sweep_one(longer, tmp_path)
     assert json.loads(path.read_text())["config"]["epochs"] == 2 and path.stat().st_mtime_ns != before
-    das.sweep.run_one(longer, profile="quick", results_dir=tmp_path, keep_checkpoint=True)
+    sweep_one(longer, tmp_path, keep_checkpoint=True)
     assert checkpoint_path(tmp_path, "quick", "synthetic", "uniform", 0).exists()
 
 
 def test_sweep_redoes_a_stored_run_whose_profile_settings_changed(tmp_path: Path) -> None:
     """A sweep must not present a run made with other settings (say, before a profile changed) as a
-    result of the current profile: it reruns it, as run_one does."""
-    args = dict(datasets=["synthetic"], methods=["uniform"], seeds=[0], results_dir=tmp_path)
-    [path] = run_table1("quick", **args, **TINY)
+    result of the current profile: it reruns it."""
+    [path] = sweep_quick(tmp_path, ["uniform"])
     assert json.loads(path.read_text())["config"]["lr"] == 1e-3  # the quick profile's synthetic lr
-    [again] = run_table1("quick", **args, **{**TINY, "lr": 5e-4})
+    [again] = sweep_quick(tmp_path, ["uniform"], lr=5e-4)
     assert again == path and json.loads(path.read_text())["config"]["lr"] == 5e-4
 
 
@@ -161,7 +164,7 @@ def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings
     # An interrupted redo: one epoch done and checkpointed with the current settings.
     das.sweep.train(das.config.TrainConfig(**{**config.to_dict(), "epochs": 1}), checkpoint=checkpoint)
     first_epoch = torch.load(checkpoint, weights_only=False)["history"][0]
-    das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    sweep_one(config, tmp_path)
     record = json.loads(path.read_text())
     assert record["epochs_run"] == 2 and record["history"][0] == first_epoch  # resumed, not restarted
     # A checkpoint of other settings is not resumed (train would refuse it): it is dropped, and the
@@ -169,6 +172,6 @@ def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings
     write_json_atomic(path, {"config": {**config.to_dict(), "pool": "max"}})
     das.sweep.train(das.config.TrainConfig(**{**config.to_dict(), "epochs": 1, "pool": "max"}), checkpoint=checkpoint)
     other = torch.load(checkpoint, weights_only=False)["history"][0]
-    das.sweep.run_one(config, profile="quick", results_dir=tmp_path)
+    sweep_one(config, tmp_path)
     redone = json.loads(path.read_text())["history"][0]
     assert redone["train_loss"] == first_epoch["train_loss"] != other["train_loss"]

@@ -422,3 +422,26 @@ def test_cuda_forward_without_host_device_sync(name: str) -> None:
             assert selection.frames.shape == (4, 8, 1, 28, 28) and selection.indices.is_cuda
             expected = x[torch.arange(4, device="cuda")[:, None], selection.indices].to(selection.frames.dtype)
             assert torch.equal(selection.frames.detach(), expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"fused": "yes"}, "fused must be True, False or None (auto), got 'yes'"),
+        ({"fused": 1}, "fused must be True, False or None (auto), got 1"),
+        ({"fused": True, "features": "learned"}, "fused=True needs features='fixed'"),
+    ],
+)
+def test_bad_fused_options(options: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        make_sampler("das", 6, 2, **options)
+
+
+def test_das_evaluation_is_compiled_by_default() -> None:
+    """The default DAS (``fused=None``) evaluates through its compiled path on CPU (until compiling
+    fails there); ``fused=False`` and the learned features stay eager. The option shows in the repr."""
+    sampler = make_sampler("das", 6, 2)
+    assert sampler.fused is None and "fused=None" in repr(sampler)
+    assert sampler.evaluation_path("cpu") == "compiled"
+    assert make_sampler("das", 6, 2, fused=False).evaluation_path("cpu") == "eager"
+    assert make_sampler("das", 6, 2, base="variance", features="learned").evaluation_path("cpu") == "eager"

@@ -1,105 +1,41 @@
 """DAS: Deep Attention-guided Adaptive Subsampling (Shankaranarayana et al., arXiv 2510.12376).
 
 One light, single-pass module looks at cheap features of every frame and picks k of the T frames of
-each input; trained end to end with the classifier through a Gumbel-softmax relaxation and the
-straight-through estimator (or, our option, the score-function estimator); input-adaptive at
-inference. Shapes (B inputs, T frames, k picks, d features, H heads)::
+each input, trained end to end with the classifier; input-adaptive at inference. Shapes (B inputs,
+T frames, k picks, d features, H heads)::
 
     x        [B, T, C, H, W]
     F        [B, T, d]      cheap per-frame features, standardised over T   (features.py)
-    a_base   [B, T]         base score of each frame: z(var) + MLP_base(F) per frame, d -> hidden -> 1,
-                            MLP_base's output layer near zero at initialisation (base="learned"), or
-                            the standardised frame variance z(var) alone (base="variance")
+    a_base   [B, T]         z(var) + MLP_base(F) per frame, the MLP's output layer near zero at the
+                            start (base="learned"), or z(var) alone (base="variance")
     pooled   [B, 3 d0]      mean, max and std over T of the d0 unstandardised features
-    s_h      [B, k]         Softplus(MLP_h(pooled)) for head h = 1..H, each 3 d0 -> hidden -> k
+    s_h      [B, k]         Softplus(MLP_h(pooled)) for head h = 1..H
     A        [B, k, T]      A[:, j, :] = mean_h a_base * s_h[:, j]
-    tau      [B]            tau0 * (0.5 + sigmoid(MLP_temp(pooled))), 3 d0 -> 16 -> 1
-                            (adaptive_temperature=True), else tau0
+    tau      [B]            tau0 * (0.5 + sigmoid(MLP_temp(pooled))), or tau0
     training P[:, j, :] = straight-through(one_hot(argmax_t(A_j + G_j + M_j)),
                                            softmax_t((A_j + G_j + M_j) / tau))
-             G_j ~ Gumbel(0, 1) per row; M_j = -inf at the frames picked by rows < j, 0 elsewhere
+             G_j ~ Gumbel(0, 1); M_j = -inf at the frames picked by rows < j (without replacement)
     eval     indices = top-k of a_base (no noise); P = one-hot rows
-    output   rows sorted by frame index (temporal order, both modes); frames = P @ x (training,
-             so gradients reach the sampler) or a gather by index (no gradient needed)
+    output   rows in temporal order; frames = P @ x (training) or a gather by index (evaluation)
 
-Our decisions where the paper is silent or inconsistent (SPEC 1.1):
+Our decisions where the paper is silent or inconsistent (the DAS-module chapter of the book derives
+each one; the ablations chapter measures the alternatives on real and synthetic data):
 
-* Repeated picks. Every row of A is a positive multiple of the same ``a_base``, so without care all k
-  rows share one argmax and the k picks repeat. By default (``replacement=False``) row j masks with
-  ``-inf`` the frames already taken by rows < j, as DPS does: the k picks are k sequential
-  categorical draws, row j from ``softmax(A_j / 1)`` over the frames still free. ``replacement=True``
-  is the paper-literal form (independent rows, duplicates possible), kept for the ablation.
-* What the heads do. ``mean_h (a_base * s_h[:, j]) = a_base * mean_h s_h[:, j]``: the H heads
-  collapse into one positive scale per row, which acts as that row's inverse temperature (how
-  sharply row j follows ``a_base``); we compute this product form, equal to the average of the H
-  attention maps. A scale never changes the order of the frames within a row.
-* Evaluation. No noise; a deterministic top-k. With the masking above, row j's argmax over the free
-  frames of ``s_j * a_base`` is the j-th largest ``a_base`` because ``s_j > 0`` (Softplus), whatever
-  the sign of ``a_base`` (multiplying negative scores by a positive scale keeps their order), so the
-  masked row-wise argmax equals ``topk(a_base, k)``, which is what we compute. Computing it from
-  ``a_base`` also stays correct if a scale underflows to 0 in low precision (a row of zeros would
-  otherwise pick the lowest free index). With ``replacement=True`` evaluation uses the same top-k:
-  the literal row-wise argmax would return one frame k times.
-* ``a_base``. Learned from F by default (input- and task-adaptive), as a correction to the paper's
-  "derived from temporal variance": ``a_base = z(var) + MLP_base(F)`` with MLP_base's output layer
-  at 1% of its usual initial range, so training starts (almost exactly) from the paper's base score
-  and learns what to change.
-  Why: with a randomly initialised MLP_base (our first default) the evaluation picks of an untrained
-  sampler are an arbitrary function of the features, and on real AdrenalMNIST3D (quick profile, 3
-  epochs, lr 1e-3, seeds 0-2) DAS ended at chance (balanced accuracy 50.4%, AUC 0.538) while every
-  other method was above it (52.8-57.8%, the same runs); one seed's sampler had learned to keep only
-  slices outside the gland. The variance start picks the slices that hold the gland. The same runs
-  with this start and a one-epoch sampler warm-up (``TrainConfig.sampler_warmup``, now in the
-  profiles) gave 64.4 / 60.7 / 55.8% (AUC 0.750 / 0.737 / 0.708), and the synthetic benchmark 95.1 /
-  76.7 / 85.8% with the informative slice picked in every test volume (mean 85.9%; 89.3% before,
-  same profile and machine). The two changes were measured together, not one at a time.
-  ``base="variance"`` is the paper's base literally, and then only the heads and the temperature
-  learn.
-* The pooled summary reads the features *before* standardisation: after standardising over T, the
-  mean and std of every feature are the constants 0 and 1, so only absolute levels (how much the
-  input varies at all) can make the scales and the temperature input-adaptive.
-* Features. ``features="fixed"``: variance, temporal difference, Sobel, Laplacian, intensity
-  (d = 5, no parameters); ``features="learned"``: a tiny per-frame CNN (the paper's future work).
-  ``position=True`` appends t/(T-1) to F for MLP_base (not to the pooled summary).
-* Temperature. ``tau`` only shapes the soft relaxation (the backward pass); the hard picks are the
-  same for any tau.
-* Gradient estimator. ``estimator="st"`` is the paper's: the straight-through Gumbel-softmax
-  gradient through ``frames = P @ x``. Its gradient on the score of frame t in row j is
-  ``p_jt / tau * (<dL/dframe_j, x_t> - sum_s p_js <dL/dframe_j, x_s>)``: a first-order (linear)
-  guess, in pixel space, of what swapping the picked frame for frame t would do to the loss. For the
-  synthetic benchmark's random-phase gratings that guess carries no usable signal: with a frozen
-  backbone that already classifies better when the informative slice is picked (mean loss 0.77 vs
-  1.11), the expected ST gradient on a uniform base score is +0.6e-4 +- 2.8e-4 (SE) at the
-  informative slice at tau = 1 (+2.9e-4 +- 6.6e-4 at tau = 0.25), i.e. no detectable push towards
-  it, and ranks it 6.4th of 16 on average (chance 7.5); the score-function gradient below gives
-  -7.8e-4 +- 3.9e-4 and ranks it 4.4th. With an untrained backbone the grating slice really does
-  raise the loss (1.68 vs 1.44): the score-function gradient says so (+6.2e-4 +- 2.3e-4, steering
-  away) and turns round once the backbone has learnt from the training draws that still include
-  the slice; the ST gradient is noise there too (-4.4e-3 +- 7.1e-3, rank 7.7). In training, ST DAS
-  ends up avoiding the informative slice (test hit rate about 0, balanced accuracy below every
-  static sampler; numbers below); a lower temperature (tau0 = 0.25) or a lower sampler learning
-  rate (1x the backbone's) did not help in shorter runs.
-  ``estimator="score"`` is the score-function (REINFORCE) estimator instead: the picks are the same
-  Gumbel draws, the frames are gathered without gradient, and :class:`Selection` carries
-  ``log_prob``, the log-probability of the ordered picks (:func:`plackett_luce_log_prob`: row j is
-  a categorical draw from ``softmax(A_j)`` over the free frames); the trainer adds
-  ``mean_i (loss_i - b_i) * log_prob_i`` with a leave-one-out baseline
-  (:func:`das.train.score_function_term`). It is an unbiased estimate of the gradient of the expected
-  loss, however non-linear the backbone, which is what choosing frames needs. Heads (the per-row
-  inverse temperatures of ``softmax(A_j)``) and ``a_base`` learn; ``tau`` and the temperature MLP
-  play no part (they only shape the relaxation). Measured on the synthetic benchmark with the quick
-  profile (10 epochs, lr 1e-3, sampler lr 1e-2, 256 training volumes; seeds 0, 1, 2; before the
-  variance start of ``a_base`` and the sampler warm-up described above), test balanced
-  accuracy / informative-slice hit rate: score 92.7 / 76.1 / 89.3 % with hit rate 1.0 on every
-  seed; st 18.2 / 24.1 / 25.0 % with hit rate 0.00 / 0.00 / 0.004; static samplers are capped at
-  62.5 % on this task. The ``quick`` and ``paper`` profiles therefore train DAS
-  with ``estimator="score"``; the class default stays the paper's ``"st"``.
+* Without replacement (``replacement=False``): every row of A is a positive multiple of the same
+  ``a_base``, so independent rows would share one argmax; row j masks the frames rows < j took.
+* The H heads collapse into one positive scale per row, that row's inverse temperature; a scale
+  never changes the order of the frames, so evaluation (no noise) is ``topk(a_base, k)``.
+* ``a_base`` starts at the paper's variance score and learns a correction (``base="learned"``).
+* The pooled summary reads the features before standardisation (after it, their mean and std over
+  T are the constants 0 and 1).
+* Gradient estimator: ``estimator="st"`` is the paper's straight-through Gumbel-softmax gradient;
+  ``estimator="score"`` (what the profiles train with) draws the same picks and returns the
+  log-probability of the ordered picks, for the trainer's score-function term
+  (:func:`das.train.score_function_term`), unbiased however non-linear the backbone. ``tau`` and its
+  MLP only shape the relaxation, so they play no part with it.
 
-The forward pass reads no tensor value on the host (no ``.item()``, no value-dependent branching),
-apart from the base class's optional finite check (``check_finite``), so CUDA graphs and
-``torch.compile`` can capture it (the tests compile it with ``fullgraph=True``). The only loop is
-over the k rows in training without replacement. Evaluation is the top-k of the base scores,
-gathered without the one-hot product (:func:`das.samplers.base.hard_selection`).
+The forward pass reads no tensor value on the host (apart from the optional finite checks), so
+``torch.compile`` and CUDA graphs can capture it.
 """
 
 from __future__ import annotations
@@ -175,12 +111,14 @@ class DASSampler(Sampler):
     ``fused`` (evaluation only): run features, base score and top-k as one ``torch.compile``'d
     function (:func:`fixed_evaluation` through :mod:`das.samplers.fused`; the gather stays eager).
     ``None`` (default) compiles on CPU and CUDA when the features are fixed; ``True`` insists on
-    fixed features; ``False`` stays eager. Compiled once per frame shape and k, on first use
-    (seconds; a C++ compiler on CPU, Triton on CUDA), for every batch size. Where compiling fails
-    the sampler evaluates eagerly, with one ``CompileUnavailableWarning`` per process. Picks equal
-    the eager path's (scores may differ by float32 rounding, which could only reorder exact ties);
-    training, FLOP counting (``FlopCounterMode``) and an enclosing ``torch.compile`` always run
-    the eager code.
+    fixed features; ``False`` stays eager. Compiled once per frame shape and k, for every batch
+    size, on the third evaluation call of that shape (the first two run eager; compiling takes
+    seconds and needs a C++ compiler on CPU, Triton on CUDA). Where compiling fails the sampler
+    evaluates eagerly, with one ``CompileUnavailableWarning`` per process. The picks are the eager
+    path's: the compiled scores may differ in float32's last bits, which could only swap frames whose
+    scores are that close (none on random batches or on AdrenalMNIST3D's test split, see the tests).
+    Training, FLOP counting (``FlopCounterMode``) and an enclosing ``torch.compile`` always run the
+    eager code.
 
     ``fused_features``: compute the fixed features inside their operator with compiled kernels, in
     training too (:func:`das.samplers.features.fixed_features`).

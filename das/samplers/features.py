@@ -1,6 +1,6 @@
 """Cheap per-frame features for the samplers: ``x [B, T, C, H, W]`` -> ``F [B, T, d]``.
 
-Fixed (the DAS paper's, SPEC 1.1), ``d = 5``, in this order:
+Fixed (the paper's, plus two of ours), ``d = 5``, in this order:
 
 0. variance of the frame over channels and pixels (temporal activity);
 1. mean absolute difference to the previous frame (frame 0 repeats frame 1's value);
@@ -8,43 +8,29 @@ Fixed (the DAS paper's, SPEC 1.1), ``d = 5``, in this order:
 3. mean absolute Laplacian (fine edges);
 4. mean intensity.
 
-The three edge filters (:func:`edge_kernels`, cross-correlations as ``conv2d`` computes them) act on
-the channel mean of each frame (grey images here; a colour frame is reduced to its luminance-like
-mean), over interior pixels (frames smaller than 3x3 are replicate-padded first). They run as shifted
-slices of all ``B*T`` frames at once, Sobel in its separable form (a central difference along one
-axis, a ``[1, 2, 1]`` smoothing along the other): the same values as ``conv2d`` with the kernels up to
-float32 rounding (relative 2e-6), in about half the time on CPU (a 1-in, 3-out channel convolution
-uses oneDNN poorly; the slices are a few vectorised passes). The features are fixed functions of the
-data: computed in float32 outside autocast (variances of [0, 1] images lose most of their digits in
-bfloat16) and without gradient.
+The edge filters (:func:`edge_kernels`, as ``conv2d`` computes them) act on the channel mean of each
+frame over its interior pixels (frames under 3x3 are replicate-padded first), as shifted slices of
+all ``B*T`` frames at once (Sobel in its separable form): the values of ``conv2d`` up to float32
+rounding, with fewer passes over memory. The features are fixed functions of the data, computed in
+float32 outside autocast (variances of [0, 1] images lose most of their digits in bfloat16) and
+without gradient.
 
-Cost accounting. ``FlopCounterMode`` counts only matrix products and convolutions, so slicing alone
-would make the features invisible to it. The five features therefore run as one custom operator,
-``torch.ops.das.fixed_features``, with a FLOP formula registered for ``FlopCounterMode``
-(:func:`fixed_features_flops`): every add, multiply, absolute value and square root of the
-implementation counted as one FLOP, about 23 FLOPs per pixel of a 28^3 grey volume (the former
-``conv2d`` form was counted at 54 per interior pixel, 2 x 27 multiply-adds with the zero taps, and its
-other arithmetic not at all). The sampler's elementwise work is counted although the backbone's
-(normalisation, activations) is not, so its share is, if anything, overstated. The custom operator is
-opaque to ``torch.compile`` (a fake implementation gives its output shape) and reads no value on the
-host.
+Cost accounting: ``FlopCounterMode`` counts only matrix products and convolutions, so the features
+run as one custom operator, ``torch.ops.das.fixed_features``, whose FLOP formula
+(:func:`fixed_features_flops`) counts every add, multiply, absolute value and square root of the
+implementation. The sampler's elementwise work is counted although the backbone's is not, so its
+share is, if anything, overstated. The operator is opaque to ``torch.compile``.
 
-Fused: the eager implementation is about fifteen elementwise passes, each reading and writing the
-whole volume, which is where most of the sampler's time goes on CPU (the FLOPs are few). Compiled by
-``torch.compile`` the same code (:func:`raw_fixed_features`) becomes a kernel or two. DAS's evaluation
-compiles it together with its base score and top-k (:mod:`das.samplers.fused`, on by default).
-Inside this operator, ``fused=True`` (``DASSampler(fused_features=True)``) compiles the features
-alone, in training too (the batch size symbolic, so one compilation serves every batch size of a
-frame shape ``T, C, H, W``). Compiling takes seconds on first use and needs a C++ compiler on CPU
-(Triton on CUDA).
+Compiled (:mod:`das.samplers.fused`): DAS's evaluation compiles the same code
+(:func:`raw_fixed_features`) with its base score and top-k into a kernel or two, by default;
+``fused=True`` here compiles the features alone, in training too. The compute chapter measures both.
 
-Learned (the paper's future work): a tiny CNN per frame on the channel mean (so it needs no
-``in_channels``), two stride-2 3x3 convolutions and a global average, ``d = 8`` by default.
+Learned (the paper's future work): a tiny CNN per frame on the channel mean, two stride-2 3x3
+convolutions and a global average, ``d = 8`` by default.
 
-Both are standardised over T within each input (``(F - mean_T) / (std_T + eps)``), so a sampler sees
-which frames stand out in *this* input, not absolute levels; the raw values stay available for
-summaries where absolute levels matter (see :class:`FrameFeatures`). The optional normalised
-position ``t / (T - 1)`` is appended after standardisation.
+Both are standardised over T within each input, ``(F - mean_T) / (std_T + eps)``, so a sampler sees
+which frames stand out in *this* input; the raw values stay available for summaries where absolute
+levels matter (:class:`FrameFeatures`). The optional position ``t / (T - 1)`` is appended after.
 """
 
 from __future__ import annotations

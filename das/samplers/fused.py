@@ -10,10 +10,11 @@ Contract:
 * One compilation per ``key`` (the caller's: frame shape, k, options), with the batch size symbolic
   (``mark_unbacked``, so batch 1 is not specialised either): batches of 1, 16 or 64 volumes of one
   frame shape share one compiled function.
-* Compiled on the :data:`COMPILE_AFTER` + 1-th call of a key; the calls before return ``None`` (the
-  caller runs eagerly). Compiling costs seconds: a shape evaluated once or twice (a test, a quick
-  look) never pays it, while an evaluation loop compiles on its third batch. ``torch.compile`` keeps its cache per code object, with a
-  small limit on the number of entries (``recompile_limit``); each key gets a code object of its own,
+* Compiled on call number :data:`COMPILE_AFTER` + 1 of a key; the calls before return ``None``
+  (the caller runs eagerly). Compiling costs seconds: a shape evaluated once or twice (a test, a
+  quick look) never pays it, while an evaluation loop compiles on its third batch.
+* ``torch.compile`` keeps its cache per code object, with a small limit on the number of entries
+  (``recompile_limit``); each key gets a code object of its own (:func:`compile_with_own_cache`),
   so many shapes in one process never exhaust it.
 * Runs under ``torch.no_grad()``: the compiled path serves selections that need no gradient.
 * :func:`eager_required`: inside an enclosing trace (``torch.compile`` of the whole model,
@@ -85,13 +86,20 @@ def mark_unavailable(device_type: str, reason: str) -> None:
         )
 
 
-def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` under ``torch.compile`` with a code object of its own (hence a cache of its own)."""
+def compile_with_own_cache(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """``torch.compile(fn, **options)`` on a copy of ``fn`` with a code object of its own, hence a
+    compilation cache of its own: compiling the same function for many shapes or models never
+    exhausts one shared cache (whose overflow silently runs the function uncompiled)."""
     # Compiling on a machine without CUDA makes torch log a CUDA_HOME warning on stderr: noise here.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    # dynamic=False: frame shapes and k stay specialised (faster kernels); the batch is made symbolic below.
-    return torch.compile(copy, dynamic=False)
+    return torch.compile(copy, **options)
+
+
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # dynamic=False: frame shapes and k stay specialised (faster kernels); the batch is made symbolic
+    # by run_compiled.
+    return compile_with_own_cache(fn, dynamic=False)
 
 
 def run_compiled(fn: Callable[..., Any], key: Hashable, x: Tensor, *args: Any) -> Any | None:
