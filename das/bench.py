@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,14 +36,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from das.config import resolve_device
+from das.config import TrainConfig, resolve_device
 from das.data import VolumeDataset, iterate_batches, load_dataset, make_dataloader
 from das.flops import count_flops
 from das.model import SubsampledClassifier
-from das.provenance import package_digest
+from das.provenance import environment
 from das.results import write_json_atomic
 from das.samplers import METHODS, make_sampler
 from das.samplers import fused as fused_path
+from das.train import TrainStep, autocast
 
 SUBSAMPLERS: tuple[str, ...] = tuple(name for name in METHODS if name != "full")  # measured against full
 MEMORY_RATIO = 0.5  # the sampling ratio of the memory measurements
@@ -86,7 +86,7 @@ class BenchConfig:
     for the run (None: torch's). ``fused``: DAS's compiled evaluation (the sampler's option; None is
     its default, compiled where that works); ``fused_features``: DAS's features compiled in training
     too. ``memory``: measure peak memory. ``cuda_graphs``: also time every model compiled with CUDA
-    graphs (CUDA only). ``quick`` keeps 28^3 at batch 16 with fewer repeats (about a minute on 2 CPU
+    graphs (CUDA only). ``compiled_training``: also time the trainer's step compiled. ``quick`` keeps 28^3 at batch 16 with fewer repeats (about a minute on 2 CPU
     cores).
     """
 
@@ -114,6 +114,7 @@ class BenchConfig:
     fused_features: bool = False
     memory: bool = True
     cuda_graphs: bool = False
+    compiled_training: bool = False
 
     def __post_init__(self) -> None:
         for name in ("sizes", "batch_sizes"):
@@ -178,11 +179,6 @@ def _warmup(config: BenchConfig) -> int:
     return max(config.warmup, fused_path.COMPILE_AFTER + 1)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    # bf16 on CUDA as in training; CPU runs float32 (the targets are stated for float32).
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _model(
     method: str, num_frames: int, k: int, config: BenchConfig, device: torch.device, num_classes: int | None = None
 ) -> SubsampledClassifier:
@@ -219,7 +215,7 @@ def _timing(
 
 def _inference_timing(model: SubsampledClassifier, x: Tensor, config: BenchConfig, device: torch.device) -> dict:
     def forward() -> object:
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast(device):
             return model(x)
 
     row = _timing(forward, x.shape[0], config, device)
@@ -227,7 +223,7 @@ def _inference_timing(model: SubsampledClassifier, x: Tensor, config: BenchConfi
         graphed = model.compiled_for_inference(mode="reduce-overhead")
 
         def replay() -> object:
-            with _autocast(device):
+            with autocast(device):
                 return graphed(x)
 
         row |= _timing(replay, x.shape[0], config, device, prefix="cuda_graphs_")
@@ -284,7 +280,7 @@ def _sampler_share(
     """The sampler alone, as a share of the full-sequence model's time and FLOPs per volume."""
 
     def sample() -> object:
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast(device):
             return model.sampler(x)
 
     ms = 1e3 * median_seconds(sample, device, _warmup(config), config.repeats) / x.shape[0]
@@ -296,19 +292,21 @@ def _sampler_share(
     }
 
 
-def _training_step(model: SubsampledClassifier, x: Tensor, y: Tensor, device: torch.device) -> Callable[[], None]:
-    """One optimisation step of ``model`` (put in training mode) on ``(x, y)``, with a fresh Adam."""
-    model.train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        with _autocast(device):
-            loss = torch.nn.functional.cross_entropy(model(x).logits, y)
-        loss.backward()
-        optimiser.step()
-
-    return step
+def _training_step(
+    model: SubsampledClassifier, x: Tensor, y: Tensor, device: torch.device, compile: bool = False
+) -> Callable[[], None]:
+    """One optimisation step of the trainer (:class:`das.train.TrainStep`: forward pass, loss, backward
+    pass, Adam) on the batch ``(x, y)``; ``compile`` runs it as ``TrainConfig(compile=True)`` does."""
+    config = TrainConfig(dataset="synthetic", compile=compile, device=str(device), quiet=True)
+    batch = VolumeDataset(
+        (x * 255).round().to(torch.uint8).cpu(),
+        y.cpu(),
+        name="bench",
+        task="multi-class",
+        label_names=[str(c) for c in range(model.num_classes)],
+    )
+    step = TrainStep(config, model.train(), batch, device, torch.Generator(device=device).manual_seed(0))
+    return lambda: step(x, y)
 
 
 def _labels(config: BenchConfig, batch: int, seed_offset: int) -> Tensor:
@@ -317,24 +315,31 @@ def _labels(config: BenchConfig, batch: int, seed_offset: int) -> Tensor:
 
 
 def bench_training(config: BenchConfig, device: torch.device, size: int = 28) -> list[dict[str, Any]]:
-    """Training throughput (frames through the backbone per second) for full and for das at 0.5."""
+    """Training throughput (frames through the backbone per second) of the trainer's step for full and
+    for das at 0.5, eager and, with ``config.compiled_training``, compiled (``torch.compile``), the two
+    timed alternately in one process."""
     rows = []
     x = _volumes(config, config.batch_size, size, seed_offset=1).to(device)
     y = _labels(config, config.batch_size, seed_offset=1).to(device)
     num_frames = x.shape[1]
     for method, ratio in (("full", 1.0), ("das", 0.5)):
         k = num_frames if method == "full" else _k(ratio, num_frames)
-        model = _model(method, num_frames, k, config, device)
-        seconds = median_seconds(_training_step(model, x, y, device), device, config.warmup, config.train_steps)
-        rows.append(
-            {
-                "method": method,
-                "ratio": ratio,
-                "size": size,
-                "k": k,
-                "frames_per_second": config.batch_size * k / seconds,
-            }
-        )
+        for compiled in (False, True) if config.compiled_training else (False,):
+            model = _model(method, num_frames, k, config, device)
+            step = _training_step(model, x, y, device, compile=compiled)
+            warmup = config.warmup + (3 if compiled else 0)  # the first compiled calls compile
+            seconds = median_seconds(step, device, warmup, config.train_steps)
+            rows.append(
+                {
+                    "method": method,
+                    "ratio": ratio,
+                    "size": size,
+                    "k": k,
+                    "compiled": compiled,
+                    "step_ms": 1e3 * seconds,
+                    "frames_per_second": config.batch_size * k / seconds,
+                }
+            )
     return rows
 
 
@@ -359,7 +364,7 @@ def _memory_step(spec: dict[str, Any], config: BenchConfig, device: torch.device
         return _training_step(model, x, _labels(config, spec["batch_size"], 2).to(device), device)
 
     def forward() -> object:
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast(device):
             return model(x)
 
     return forward
@@ -490,7 +495,7 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
         producing += time.perf_counter() - start
         start = time.perf_counter()
         optimiser.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with autocast(device):
             loss = torch.nn.functional.cross_entropy(model(x).logits, y)
         loss.backward()
         optimiser.step()
@@ -511,18 +516,6 @@ def bench_data(config: BenchConfig, device: torch.device) -> dict[str, Any]:
         "compute_seconds_per_epoch": computing * scale,
         "data_share_of_epoch": producing / (producing + computing),
         "dataloader_batch_seconds_per_epoch": per_item * scale,
-    }
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where the figures were measured; ``package_digest`` (a hash of the ``das`` sources) says which
-    code, so that a reader of the JSON can tell whether it is still current."""
-    return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "package_digest": package_digest(),
     }
 
 
@@ -690,7 +683,11 @@ def main_summary(report: dict[str, Any]) -> str:
                 f"FLOPs x{row['flops_ratio_to_full']:.3f}{share}{latency}"
             )
     for row in report["training"]:
-        out.append(f"training {row['method']} at {row['ratio']}: {row['frames_per_second']:.0f} frames/s")
+        how = "compiled" if row.get("compiled") else "eager"
+        out.append(
+            f"training {row['method']} at {row['ratio']} ({how}): {row['frames_per_second']:.0f} frames/s"
+            + (f", {row['step_ms']:.1f} ms per step" if "step_ms" in row else "")
+        )
     data = report["data"]
     out.append(
         f"data path: {data['batch_seconds_per_epoch']:.3f} s producing batches vs {data['compute_seconds_per_epoch']:.1f} s "

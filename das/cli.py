@@ -424,6 +424,9 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         help="also time every model compiled with CUDA graphs (torch.compile mode reduce-overhead; CUDA only)",
     )
     parser.add_argument(
+        "--compiled-training", action="store_true", help="also time the trainer's step under torch.compile"
+    )
+    parser.add_argument(
         "--out", default="results/bench", help="folder for bench.json and bench.md (default results/bench)"
     )
 
@@ -442,6 +445,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             fused_features=args.fused_features,
             memory=not args.no_memory,
             cuda_graphs=args.cuda_graphs,
+            compiled_training=args.compiled_training,
         )
         report = run_bench(config, args.out)
     except ValueError as error:  # e.g. an unknown or unavailable device, CUDA graphs on a CPU

@@ -32,11 +32,11 @@ from typing import Any
 import medmnist
 import torch
 
-from das.bench import environment
 from das.config import TrainConfig, resolve_device
 from das.data import VolumeDataset
 from das.data.medmnist3d import MEDMNIST3D_FLAGS, official_split_sizes
 from das.metrics import UndefinedAUCWarning
+from das.provenance import environment
 from das.results import write_json_atomic
 from das.train import Splits, load_splits, train, train_batches
 

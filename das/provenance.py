@@ -96,3 +96,17 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """Where the figures were measured; ``package_digest`` (a hash of the ``das`` sources) says which
+    code, so that a reader of the JSON can tell whether it is still current."""
+    import torch
+
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "package_digest": package_digest(),
+    }

@@ -328,7 +328,7 @@ class _Progress:
         return cls(**{name: saved[name] for name in fields}, best_score=best, elapsed_s=saved["elapsed_s"])
 
 
-class _TrainStep:
+class TrainStep:
     """One optimisation step on a batch, and one epoch of them: augmentation, forward pass, the
     (class-weighted) loss with the estimator's extra term, backward pass, optimiser step.
 
@@ -449,7 +449,7 @@ def train(
         model = model.to(device)
         model.sampler.check_finite = False  # uint8 data: finite by construction
         generator = torch.Generator(device=device).manual_seed(config.seed)
-        step = _TrainStep(config, model, splits.train, device, generator)
+        step = TrainStep(config, model, splits.train, device, generator)
         progress = _Progress(best_state=_cpu_state(model))
         if saved is None:
             first_x, _ = next(
@@ -518,7 +518,7 @@ def train(
 def _finish(
     config: TrainConfig,
     model: SubsampledClassifier,
-    step: _TrainStep,
+    step: TrainStep,
     splits: Splits,
     progress: _Progress,
     device: torch.device,

@@ -211,3 +211,25 @@ def test_compiled_for_inference_compiles_the_model_in_eval_mode(monkeypatch: pyt
     assert seen == {"mode": "reduce-overhead", "grad": False} and not model.training and logits.shape == (2, 2)
     with pytest.raises(ValueError, match="mode must be one of"):
         model.compiled_for_inference("fast")
+
+
+def test_training_is_timed_with_the_trainers_own_step_eager_and_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throughput rows come from das.train.TrainStep, and --compiled-training adds its compiled
+    twin (compiling itself is left out here: test_train compiles a whole run)."""
+    from das.bench import BenchConfig, bench_training
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode="default": compiled.append(fn) or fn)
+
+    config = BenchConfig(
+        sizes=(16,), warmup=1, train_steps=1, batch_size=4, compiled_training=True, memory=False, device="cpu"
+    )
+    rows = bench_training(config, torch.device("cpu"), size=16)
+    assert [(r["method"], r["compiled"]) for r in rows] == [
+        ("full", False),
+        ("full", True),
+        ("das", False),
+        ("das", True),
+    ]
+    assert all(r["frames_per_second"] > 0 and r["step_ms"] > 0 for r in rows)
+    assert len(compiled) == 4  # the model and the training objective, for each compiled row

@@ -297,7 +297,7 @@ def test_a_training_step_never_waits_for_the_device(splits: das.train.Splits, mo
     config = tiny(epochs=1, sampler_options={"estimator": "score"}, class_weights="balanced")
     model = das.train.build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
     model.sampler.check_finite = False
-    step = das.train._TrainStep(config, model, splits.train, torch.device("cpu"), torch.Generator().manual_seed(0))
+    step = das.train.TrainStep(config, model, splits.train, torch.device("cpu"), torch.Generator().manual_seed(0))
     optimizer_step = step.optimizer.step
 
     def quiet_step() -> None:
