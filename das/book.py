@@ -233,8 +233,19 @@ def run_notebook(
             done.set()
             relay.join()
             os.environ.pop(PROGRESS_ENV, None)
+    fold_injected_parameters(output)
     key_file.write_text(key)
     return RunResult(name, output, cached=False)
+
+
+def fold_injected_parameters(path: Path) -> None:
+    """Fold papermill's cell of injected parameters behind a toggle, as the parameters cell is."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
+    nbformat.write(nb, path)
 
 
 def executed_dir(scale: str) -> Path:

@@ -25,13 +25,15 @@
 # 2. how the backbone's cost grows with the number of slices it sees: FLOPs counted by PyTorch's
 #    `FlopCounterMode` and wall time per volume, for $k$ of the $T$ slices.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # picks the volumes shown in the montage
 device = "cpu"  # where the backbone is timed
 num_volumes = 1188  # training volumes used for the redundancy statistics; 1188 is the whole split
 repeats = 20  # timed repetitions per k (the median is reported)
-batch_volumes = 16  # volumes per timed forward pass (the paper's training batch size)
+batch_volumes = (
+    16  # volumes per timed forward pass (the paper's training batch size)
+)
 num_threads = 1  # CPU threads for the timing (1: comparable across machines, robust to contention)
 
 # %% tags=["hide-cell"]
@@ -62,14 +64,19 @@ device = torch.device(device)
 
 # %% tags=["nbval-check-output"]
 train = load_medmnist3d("adrenalmnist3d", "train")
-volumes = train.images[:num_volumes, :, 0].float() / 255  # [N, T, H, W] in [0, 1]
+volumes = (
+    train.images[:num_volumes, :, 0].float() / 255
+)  # [N, T, H, W] in [0, 1]
 N, T, H, W = volumes.shape
 print(
     f"{train.name} {train.split}: {len(train)} volumes of T={train.num_frames} slices, "
     f"{train.image_size}x{train.image_size} pixels, {train.in_channels} channel"
 )
 print("classes:", dict(enumerate(train.label_names)))
-print("volumes per class:", torch.bincount(train.labels, minlength=train.num_classes).tolist())
+print(
+    "volumes per class:",
+    torch.bincount(train.labels, minlength=train.num_classes).tolist(),
+)
 print(f"using the first {N} volumes for the statistics below")
 glue("n_train", len(train), display=False)
 glue("n_used", N, display=False)
@@ -90,10 +97,18 @@ for row, index in enumerate(shown):
         montage[y0 : y0 + H, x0 : x0 + W] = volumes[index, t].numpy()
 fig, ax = plt.subplots(figsize=(6.8, 1.9))
 ax.imshow(montage, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-ax.set_xticks([t * (W + gap) + W / 2 for t in range(0, T, 4)], [str(t) for t in range(0, T, 4)])
-ax.set_yticks([row * (H + gap) + H / 2 for row in range(len(shown))], [f"#{i}" for i in shown])
+ax.set_xticks(
+    [t * (W + gap) + W / 2 for t in range(0, T, 4)],
+    [str(t) for t in range(0, T, 4)],
+)
+ax.set_yticks(
+    [row * (H + gap) + H / 2 for row in range(len(shown))],
+    [f"#{i}" for i in shown],
+)
 ax.set_xlabel("slice position $t$")
-ax.set_title("AdrenalMNIST3D (real, train split): the 28 slices of three volumes")
+ax.set_title(
+    "AdrenalMNIST3D (real, train split): the 28 slices of three volumes"
+)
 show()
 
 # %% [markdown]
@@ -127,7 +142,11 @@ print("distance d:   ", list(range(1, 6)))
 print("correlation:  ", np.round(rho[:5], 2))
 glue("rho1", float(rho[0]), display=False)
 glue("rho2", float(rho[1]), display=False)
-glue("d_half", int(np.argmax(rho < 0.5)) + 1 if (rho < 0.5).any() else T, display=False)
+glue(
+    "d_half",
+    int(np.argmax(rho < 0.5)) + 1 if (rho < 0.5).any() else T,
+    display=False,
+)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -159,10 +178,14 @@ show()
 
 # %%
 mass = volumes.sum(dim=(-1, -2))  # [N, T]
-share = mass.sort(dim=1, descending=True).values.cumsum(1) / mass.sum(1, keepdim=True).clamp_min(1e-12)
+share = mass.sort(dim=1, descending=True).values.cumsum(1) / mass.sum(
+    1, keepdim=True
+).clamp_min(1e-12)
 n90 = (share < 0.9).sum(1) + 1  # slices needed for 90% of the mass, per volume
 n99 = (share < 0.99).sum(1) + 1
-empty = (mass == 0).float().mean(1)  # fraction of slices with no foreground at all
+empty = (
+    (mass == 0).float().mean(1)
+)  # fraction of slices with no foreground at all
 
 # %% tags=["nbval-check-output"]
 print(
@@ -181,10 +204,23 @@ fig, (ax_hist, ax_pos) = plt.subplots(1, 2, figsize=(6.8, 2.6))
 bins = np.arange(0.5, T + 1.5)
 ax_hist.hist(n90.numpy(), bins=bins, alpha=0.7, label="90% of the mass")
 ax_hist.hist(n99.numpy(), bins=bins, alpha=0.7, label="99% of the mass")
-ax_hist.set(xlabel="number of slices needed", ylabel="volumes", title="Slices holding the foreground")
+ax_hist.set(
+    xlabel="number of slices needed",
+    ylabel="volumes",
+    title="Slices holding the foreground",
+)
 ax_hist.legend(frameon=False)
-ax_pos.plot(range(T), (mass / mass.sum(1, keepdim=True).clamp_min(1e-12)).mean(0).numpy(), "o-", markersize=3)
-ax_pos.set(xlabel="slice position $t$", ylabel="mean share of the mass", title="Where along the volume")
+ax_pos.plot(
+    range(T),
+    (mass / mass.sum(1, keepdim=True).clamp_min(1e-12)).mean(0).numpy(),
+    "o-",
+    markersize=3,
+)
+ax_pos.set(
+    xlabel="slice position $t$",
+    ylabel="mean share of the mass",
+    title="Where along the volume",
+)
 for ax in (ax_hist, ax_pos):
     ax.grid(alpha=0.3)
 fig.tight_layout()
@@ -214,8 +250,12 @@ show()
 # %%
 encoder = FrameEncoder(in_channels=1).to(device).eval()
 ks = [1, 4, 7, 14, 21, T]
-sample = volumes[0].unsqueeze(1).to(device)  # [T, 1, H, W]: one real volume, for the FLOP count
-batch = volumes[:batch_volumes].unsqueeze(2).to(device)  # [B, T, 1, H, W] for the timing
+sample = (
+    volumes[0].unsqueeze(1).to(device)
+)  # [T, 1, H, W]: one real volume, for the FLOP count
+batch = (
+    volumes[:batch_volumes].unsqueeze(2).to(device)
+)  # [B, T, 1, H, W] for the timing
 
 
 def median_seconds(frames: torch.Tensor) -> float:
@@ -237,7 +277,8 @@ cost = pd.DataFrame(
         {
             "k": k,
             "flops": count_flops(encoder, sample[:k]),
-            "seconds": median_seconds(batch[:, :k].flatten(0, 1)) / len(batch),  # per volume
+            "seconds": median_seconds(batch[:, :k].flatten(0, 1))
+            / len(batch),  # per volume
         }
         for k in ks
     ]
@@ -247,9 +288,17 @@ cost["time_vs_T"] = cost.seconds / cost.seconds.iloc[-1]
 
 # %% tags=["nbval-check-output"]
 per_slice = int(cost.flops.iloc[0])
-print(f"FLOPs per 28x28 slice: {per_slice / 1e6:.2f} M ({per_slice / 2e6:.2f} M multiply-adds)")
-print("FLOPs exactly linear in k:", bool((cost.flops == cost.k * per_slice).all()))
-print(cost[["k", "flops"]].assign(flops_vs_T=cost.flops_vs_T.round(3)).to_string(index=False))
+print(
+    f"FLOPs per 28x28 slice: {per_slice / 1e6:.2f} M ({per_slice / 2e6:.2f} M multiply-adds)"
+)
+print(
+    "FLOPs exactly linear in k:", bool((cost.flops == cost.k * per_slice).all())
+)
+print(
+    cost[["k", "flops"]]
+    .assign(flops_vs_T=cost.flops_vs_T.round(3))
+    .to_string(index=False)
+)
 glue("mflops_slice", per_slice / 1e6, display=False)
 glue("mmacs_slice", per_slice / 2e6, display=False)
 
@@ -258,7 +307,13 @@ half = cost[cost.k == T // 2].iloc[0]
 glue("batch_volumes", len(batch), display=False)
 glue("time_T_ms", float(cost.seconds.iloc[-1]) * 1e3, display=False)
 glue("time_half_ratio", float(half.time_vs_T), display=False)
-glue("timing_device", f"{device.type}, {num_threads} thread(s)" if device.type == "cpu" else device.type, display=False)
+glue(
+    "timing_device",
+    f"{device.type}, {num_threads} thread(s)"
+    if device.type == "cpu"
+    else device.type,
+    display=False,
+)
 fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.plot(cost.k, cost.flops_vs_T, "o-", label="FLOPs (counted)")
 ax.plot(cost.k, cost.time_vs_T, "s--", label="wall time (measured)")

@@ -21,12 +21,16 @@
 #
 # Every number in the text is computed below; the parameters cell sets the sample sizes.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds every random draw in the chapter
-device = "cpu"  # where the draws run; the checks are about distributions, not speed
+device = (
+    "cpu"  # where the draws run; the checks are about distributions, not speed
+)
 num_draws = 100_000  # draws per empirical check (chi-square tests, frequencies)
-grad_samples = 50_000  # Monte Carlo samples per temperature for gradient bias and variance
+grad_samples = (
+    50_000  # Monte Carlo samples per temperature for gradient bias and variance
+)
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
@@ -76,7 +80,9 @@ replicates = 20  # independent tests, one seed each
 expected_counts = probs.numpy() * num_draws
 counts = np.zeros((replicates, T), dtype=np.int64)
 for r in range(replicates):
-    _, picks = gumbel_topk(logits.expand(num_draws, T), k=1, tau=1.0, generator=generator(100 + r))
+    _, picks = gumbel_topk(
+        logits.expand(num_draws, T), k=1, tau=1.0, generator=generator(100 + r)
+    )
     counts[r] = torch.bincount(picks[:, 0].cpu(), minlength=T).numpy()
 tests = [stats.chisquare(c, f_exp=expected_counts) for c in counts]
 pvalues = np.array([t.pvalue for t in tests])
@@ -86,7 +92,9 @@ print("softmax probabilities:", np.round(probs.numpy(), 3))
 print("observed frequencies: ", np.round(counts.sum(0) / counts.sum(), 3))
 print(f"mean chi-square over {replicates} seeds: {mean_chi2:.2f} (theory: 4)")
 print("per-seed p-values, sorted:", np.round(np.sort(pvalues), 2))
-print(f"Kolmogorov-Smirnov test that the p-values are uniform: p = {uniformity.pvalue:.3f}")
+print(
+    f"Kolmogorov-Smirnov test that the p-values are uniform: p = {uniformity.pvalue:.3f}"
+)
 glue("gm_draws", num_draws, display=False)
 glue("gm_replicates", replicates, display=False)
 glue("gm_mean_chi2", mean_chi2, display=False)
@@ -125,17 +133,24 @@ soft = {tau: torch.softmax(perturbed / tau, dim=-1) for tau in taus}
 for tau in taus:
     to_hot = (soft[tau] - one_hot).abs().sum().item()
     to_uniform = (soft[tau] - 1 / T).abs().sum().item()
-    print(f"tau = {tau:>6}: L1 to one-hot {to_hot:.3f}, L1 to uniform {to_uniform:.3f}")
+    print(
+        f"tau = {tau:>6}: L1 to one-hot {to_hot:.3f}, L1 to uniform {to_uniform:.3f}"
+    )
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(taus), figsize=(6.8, 1.8), sharey=True)
 for ax, tau in zip(axes, taus):
     ax.bar(range(T), soft[tau].cpu().numpy(), color="tab:blue")
-    ax.bar(range(T), probs.numpy(), fill=False, edgecolor="black", linewidth=0.8)
+    ax.bar(
+        range(T), probs.numpy(), fill=False, edgecolor="black", linewidth=0.8
+    )
     ax.set_title(f"tau = {tau}")
     ax.set_xticks(range(T))
 axes[0].set_ylabel("soft sample $y_t$")
-fig.suptitle("One Gumbel-softmax sample at several temperatures (outline: $\\pi$)", y=1.04)
+fig.suptitle(
+    "One Gumbel-softmax sample at several temperatures (outline: $\\pi$)",
+    y=1.04,
+)
 show()
 
 # %% [markdown]
@@ -145,8 +160,14 @@ show()
 # at different temperatures must give identical picks.
 
 # %% tags=["nbval-check-output"]
-picks_by_tau = [gumbel_topk(logits.expand(1000, T), 1, tau, generator(3))[1] for tau in (0.1, 1.0, 10.0)]
-print("identical picks at tau = 0.1, 1, 10:", all(torch.equal(picks_by_tau[0], p) for p in picks_by_tau))
+picks_by_tau = [
+    gumbel_topk(logits.expand(1000, T), 1, tau, generator(3))[1]
+    for tau in (0.1, 1.0, 10.0)
+]
+print(
+    "identical picks at tau = 0.1, 1, 10:",
+    all(torch.equal(picks_by_tau[0], p) for p in picks_by_tau),
+)
 
 # %% [markdown]
 # ## The straight-through estimator and its bias
@@ -170,13 +191,20 @@ print("identical picks at tau = 0.1, 1, 10:", all(torch.equal(picks_by_tau[0], p
 # %% tags=["nbval-check-output"]
 theta = logits.clone().requires_grad_(True)
 weights, idx = gumbel_topk(theta.unsqueeze(0), 1, 0.5, generator(4))
-print("forward row:", weights[0, 0].detach().cpu().numpy(), "picked", idx.item())
+print(
+    "forward row:", weights[0, 0].detach().cpu().numpy(), "picked", idx.item()
+)
 probe = torch.arange(1.0, T + 1, device=device)  # any fixed downstream vector
 (weights[0, 0] @ probe).backward()
 with torch.no_grad():  # the same noise draw, relaxed by hand
-    y = torch.softmax((logits + gumbel_noise((1, T), device, generator(4))[0]) / 0.5, dim=-1)
+    y = torch.softmax(
+        (logits + gumbel_noise((1, T), device, generator(4))[0]) / 0.5, dim=-1
+    )
     jacobian = (torch.diag(y) - torch.outer(y, y)) / 0.5
-print("ST gradient equals the soft gradient:", torch.allclose(theta.grad, jacobian @ probe, atol=1e-5))
+print(
+    "ST gradient equals the soft gradient:",
+    torch.allclose(theta.grad, jacobian @ probe, atol=1e-5),
+)
 
 # %% [markdown]
 # The price of using one function forward and another backward is bias. Take a loss of the one-hot
@@ -196,7 +224,9 @@ print("ST gradient equals the soft gradient:", torch.allclose(theta.grad, jacobi
 
 # %%
 b = torch.tensor([0.2, 0.9, 0.1, 0.5, 0.3], device=device)
-f_values = ((torch.eye(T, device=device) - b) ** 2).sum(-1)  # f(e_i) for every outcome i
+f_values = ((torch.eye(T, device=device) - b) ** 2).sum(
+    -1
+)  # f(e_i) for every outcome i
 p = probs.float().to(device)
 exact = p * (f_values - (p * f_values).sum())
 
@@ -211,7 +241,9 @@ def st_gradients(tau: float, offset: int) -> torch.Tensor:
 
 def sf_gradients(offset: int) -> torch.Tensor:
     """Score-function (REINFORCE) gradients f(e_i) (e_i - pi) for the same kind of draws."""
-    _, picks = gumbel_topk(logits.expand(grad_samples, T), 1, 1.0, generator(offset))
+    _, picks = gumbel_topk(
+        logits.expand(grad_samples, T), 1, 1.0, generator(offset)
+    )
     one_hot = torch.nn.functional.one_hot(picks[:, 0], T).float()
     return f_values[picks[:, 0], None] * (one_hot - p)
 
@@ -231,10 +263,14 @@ def summary(g: torch.Tensor) -> tuple[float, float, float]:
 # %% tags=["nbval-check-output"]
 print("exact gradient:", np.round(exact.cpu().numpy(), 3))
 print(f"{'estimator':>12} {'|bias|':>8} {'cosine':>7} {'variance':>9}")
-rows = {f"ST tau={tau}": summary(g) for tau, g in st.items()} | {"REINFORCE": summary(sf)}
+rows = {f"ST tau={tau}": summary(g) for tau, g in st.items()} | {
+    "REINFORCE": summary(sf)
+}
 for name, (bias, cosine, variance) in rows.items():
     print(f"{name:>12} {bias:8.3f} {cosine:7.2f} {variance:9.3f}")
-sf_error = (sf.var(0).sum() / grad_samples).sqrt().item()  # Monte Carlo error of the mean
+sf_error = (
+    (sf.var(0).sum() / grad_samples).sqrt().item()
+)  # Monte Carlo error of the mean
 glue("sf_bias", rows["REINFORCE"][0], display=False)
 glue("sf_error", sf_error, display=False)
 glue("st_bias_1", rows["ST tau=1.0"][0], display=False)
@@ -262,16 +298,43 @@ bias_curve = [rows[f"ST tau={tau}"][0] for tau in grid]
 var_curve = [rows[f"ST tau={tau}"][2] for tau in grid]
 fig, (ax_var, ax_bias) = plt.subplots(1, 2, figsize=(6.8, 3.2))
 ax_var.loglog(grid, var_curve, "o-", label="straight-through")
-ax_var.axhline(rows["REINFORCE"][2], color="tab:red", linestyle="--", label="REINFORCE (unbiased)")
-ax_var.set(xlabel="temperature $\\tau$", ylabel="total gradient variance", title="Variance")
+ax_var.axhline(
+    rows["REINFORCE"][2],
+    color="tab:red",
+    linestyle="--",
+    label="REINFORCE (unbiased)",
+)
+ax_var.set(
+    xlabel="temperature $\\tau$",
+    ylabel="total gradient variance",
+    title="Variance",
+)
 ax_bias.semilogx(grid, bias_curve, "o-", label="straight-through")
 # Size of the bias a finite sample would show with no bias at all: sqrt(trace(cov) / samples).
 noise_floor = [np.sqrt(v / grad_samples) for v in var_curve]
-ax_bias.semilogx(grid, noise_floor, color="tab:blue", linestyle="--", alpha=0.5, label="Monte Carlo noise level")
-ax_bias.axhline(exact.norm().item(), color="gray", linestyle=":", label="$\\|\\nabla_a L\\|$")
-ax_bias.set(xlabel="temperature $\\tau$", ylabel="norm of the bias", title="Bias of the mean ST gradient")
+ax_bias.semilogx(
+    grid,
+    noise_floor,
+    color="tab:blue",
+    linestyle="--",
+    alpha=0.5,
+    label="Monte Carlo noise level",
+)
+ax_bias.axhline(
+    exact.norm().item(),
+    color="gray",
+    linestyle=":",
+    label="$\\|\\nabla_a L\\|$",
+)
+ax_bias.set(
+    xlabel="temperature $\\tau$",
+    ylabel="norm of the bias",
+    title="Bias of the mean ST gradient",
+)
 for ax in (ax_var, ax_bias):
-    ax.legend(frameon=False, loc="center left" if ax is ax_bias else "upper right")
+    ax.legend(
+        frameon=False, loc="center left" if ax is ax_bias else "upper right"
+    )
     ax.grid(alpha=0.3, which="both")
 fig.tight_layout()
 show()
@@ -304,7 +367,10 @@ glue("tau_high", grid[-1], display=False)
 # %% tags=["nbval-check-output"]
 k = 2
 pairs = [(i, j) for i in range(T) for j in range(T) if i != j]
-expected = np.array([probs[i] * probs[j] / (1 - probs[i]) for i, j in pairs]) * num_draws
+expected = (
+    np.array([probs[i] * probs[j] / (1 - probs[i]) for i, j in pairs])
+    * num_draws
+)
 routes = {
     "shared scores (DPS)": logits.expand(num_draws, T),
     "row scores (DAS)": logits.expand(num_draws, k, T),
@@ -312,10 +378,14 @@ routes = {
 for offset, (route, route_scores) in enumerate(routes.items()):
     _, picks = gumbel_topk(route_scores, k, 1.0, generator(20 + offset))
     codes = (picks[:, 0] * T + picks[:, 1]).cpu()
-    observed = torch.bincount(codes, minlength=T * T).numpy()[[i * T + j for i, j in pairs]]
+    observed = torch.bincount(codes, minlength=T * T).numpy()[
+        [i * T + j for i, j in pairs]
+    ]
     test = stats.chisquare(observed, f_exp=expected)
     distinct = bool((picks[:, 0] != picks[:, 1]).all())
-    print(f"{route}: all picks distinct {distinct}, chi-square {test.statistic:.2f} (df 19), p = {test.pvalue:.3f}")
+    print(
+        f"{route}: all picks distinct {distinct}, chi-square {test.statistic:.2f} (df 19), p = {test.pvalue:.3f}"
+    )
 
 # %% [markdown]
 # Sampling *with* replacement (the paper's literal formulation, kept as an option) draws every row
@@ -323,9 +393,13 @@ for offset, (route, route_scores) in enumerate(routes.items()):
 # $\sum_t \pi_t^2$.
 
 # %% tags=["nbval-check-output"]
-_, picks = gumbel_topk(logits.expand(num_draws, k, T), k, 1.0, generator(30), replacement=True)
+_, picks = gumbel_topk(
+    logits.expand(num_draws, k, T), k, 1.0, generator(30), replacement=True
+)
 duplicates = (picks[:, 0] == picks[:, 1]).double().mean().item()
-print(f"duplicate rate {duplicates:.3f} (expected sum pi^2 = {(probs**2).sum().item():.3f})")
+print(
+    f"duplicate rate {duplicates:.3f} (expected sum pi^2 = {(probs**2).sum().item():.3f})"
+)
 
 # %% [markdown]
 # ## What the sampler does with this

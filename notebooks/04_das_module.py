@@ -26,15 +26,23 @@
 # parameters cell sets how briefly. A last section shows the same module on one volume of the
 # **synthetic** benchmark, where the slice that decides the label is known.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
-seed = 0  # training seed; also picks the volumes shown and seeds the Gumbel draws
+seed = (
+    0  # training seed; also picks the volumes shown and seeds the Gumbel draws
+)
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
 epochs = 2  # training epochs on AdrenalMNIST3D (DAS and DPS each)
-max_samples = 128  # training volumes used (a fixed subset; 1188 is the whole train split)
-max_eval_samples = 98  # validation and test volumes used for the reported metrics (None: all)
-synthetic_epochs = 2  # training epochs of DAS on the synthetic benchmark (last section)
+max_samples = (
+    128  # training volumes used (a fixed subset; 1188 is the whole train split)
+)
+max_eval_samples = (
+    98  # validation and test volumes used for the reported metrics (None: all)
+)
+synthetic_epochs = (
+    2  # training epochs of DAS on the synthetic benchmark (last section)
+)
 synthetic_samples = 128  # synthetic training volumes (and validation/test volumes in the metrics)
 num_draws = 500  # Gumbel draws for the with/without-replacement comparison
 results_dir = "results/book"  # run store of the book (relative to the repository root); runs go to <scale>/das_module
@@ -49,11 +57,22 @@ from IPython.display import Markdown, display
 from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
 
-from das.chapters import glue, in_repository, setup_plots, show, sweep, trained_model
+from das.chapters import (
+    glue,
+    in_repository,
+    setup_plots,
+    show,
+    sweep,
+    trained_model,
+)
 from das.config import TrainConfig
 from das.data import load_dataset, static_miss_probability
 from das.samplers import DASSampler
-from das.samplers.features import FIXED_FEATURES, fixed_features, standardise_over_frames
+from das.samplers.features import (
+    FIXED_FEATURES,
+    fixed_features,
+    standardise_over_frames,
+)
 from das.sweep import Run
 
 setup_plots()
@@ -71,7 +90,9 @@ def trained(config: TrainConfig):
     return trained_model(outcome, store), outcome.record
 
 
-def strip(volume: torch.Tensor, picked, color: str = "tab:orange", gap: int = 2) -> np.ndarray:
+def strip(
+    volume: torch.Tensor, picked, color: str = "tab:orange", gap: int = 2
+) -> np.ndarray:
     """One RGB image of the T slices of ``volume [T, 1, H, W]`` side by side: picked slices framed in
     ``color``, the others dimmed."""
     frames, _, height, width = volume.shape
@@ -100,9 +121,15 @@ train_set = load_dataset("adrenalmnist3d", "train")
 test_set = load_dataset("adrenalmnist3d", "test")
 T, C = test_set.num_frames, test_set.in_channels
 rng = np.random.default_rng(seed)
-chosen = [int(rng.choice(np.flatnonzero(test_set.labels.numpy() == c))) for c in range(test_set.num_classes)]
+chosen = [
+    int(rng.choice(np.flatnonzero(test_set.labels.numpy() == c)))
+    for c in range(test_set.num_classes)
+]
 x = torch.stack([test_set[i][0] for i in chosen])  # [B, T, C, H, W] in [0, 1]
-names = [f"test #{i} ({test_set.label_names[int(test_set.labels[i])]})" for i in chosen]
+names = [
+    f"test #{i} ({test_set.label_names[int(test_set.labels[i])]})"
+    for i in chosen
+]
 k = round(0.5 * T)
 print("volumes:", names)
 print("x:", tuple(x.shape), "= [B, T, C, H, W];", f"k = {k} of T = {T}")
@@ -122,14 +149,26 @@ glue("k", k, display=False)
 # %% tags=["nbval-check-output"]
 raw = fixed_features(x)  # [B, T, d], unstandardised
 F_std = standardise_over_frames(raw)  # [B, T, d], what MLP_base reads
-print("F:", tuple(raw.shape), "= [B, T, d]; features:", ", ".join(FIXED_FEATURES))
+print(
+    "F:", tuple(raw.shape), "= [B, T, d]; features:", ", ".join(FIXED_FEATURES)
+)
 print("volume 0, slices 10-13 (raw):")
-print(pd.DataFrame(raw[0, 10:14].numpy(), index=range(10, 14), columns=FIXED_FEATURES).round(4).to_string())
+print(
+    pd.DataFrame(
+        raw[0, 10:14].numpy(), index=range(10, 14), columns=FIXED_FEATURES
+    )
+    .round(4)
+    .to_string()
+)
 
 # %% tags=["hide-input"]
 fig = plt.figure(figsize=(6.8, 4.8))
-grid = fig.add_gridspec(len(FIXED_FEATURES), 2, width_ratios=[1.1, 1], wspace=0.15, hspace=0.15)
-montage = x[0, :, 0].reshape(4, 7, 28, 28).permute(0, 2, 1, 3).reshape(4 * 28, 7 * 28)
+grid = fig.add_gridspec(
+    len(FIXED_FEATURES), 2, width_ratios=[1.1, 1], wspace=0.15, hspace=0.15
+)
+montage = (
+    x[0, :, 0].reshape(4, 7, 28, 28).permute(0, 2, 1, 3).reshape(4 * 28, 7 * 28)
+)
 ax = fig.add_subplot(grid[:, 0])
 ax.imshow(montage.numpy(), cmap="gray", vmin=0, vmax=1)
 for t in range(T):
@@ -138,9 +177,14 @@ ax.set_axis_off()
 ax.set_title(f"{names[0]}: slices 0-27")
 for row, feature in enumerate(FIXED_FEATURES):
     ax = fig.add_subplot(grid[row, 1])
-    ax.plot(range(T), raw[0, :, row].numpy(), "o-", markersize=3, color="tab:gray")
+    ax.plot(
+        range(T), raw[0, :, row].numpy(), "o-", markersize=3, color="tab:gray"
+    )
     ax.set_ylabel(
-        feature.replace("_", " ").replace("temporal difference", "difference"), rotation=0, ha="right", va="center"
+        feature.replace("_", " ").replace("temporal difference", "difference"),
+        rotation=0,
+        ha="right",
+        va="center",
     )
     ax.set_yticks([])
     ax.set_xlim(-0.5, T - 0.5)
@@ -164,13 +208,19 @@ show()
 
 # %% tags=["nbval-check-output"]
 def rounded(values: torch.Tensor) -> np.ndarray:
-    return np.round(values.numpy(), 3) + 0.0  # + 0.0 turns -0.0 into 0.0 (the sign of a rounding error)
+    return (
+        np.round(values.numpy(), 3) + 0.0
+    )  # + 0.0 turns -0.0 into 0.0 (the sign of a rounding error)
 
 
 for label, features in (("standardised", F_std), ("raw", raw)):
     mean, std = features.mean(dim=1), features.std(dim=1, unbiased=False)
-    print(f"{label:>12}: mean over T, volume 0 {rounded(mean[0])}, volume 1 {rounded(mean[1])}")
-    print(f"{'':>12}  std over T,  volume 0 {rounded(std[0])}, volume 1 {rounded(std[1])}")
+    print(
+        f"{label:>12}: mean over T, volume 0 {rounded(mean[0])}, volume 1 {rounded(mean[1])}"
+    )
+    print(
+        f"{'':>12}  std over T,  volume 0 {rounded(std[0])}, volume 1 {rounded(std[1])}"
+    )
 
 # %% [markdown]
 # Before any training, a DAS sampler built from a fixed seed already picks slices that depend on the
@@ -181,13 +231,18 @@ for label, features in (("standardised", F_std), ("raw", raw)):
 # sampler that changes what it picks fails them.
 
 # %% tags=["nbval-check-output"]
-with torch.random.fork_rng():  # seed the initialisation without touching the notebook's global RNG
+with (
+    torch.random.fork_rng()
+):  # seed the initialisation without touching the notebook's global RNG
     torch.manual_seed(seed)
     untrained = DASSampler(T, k)
 with torch.no_grad():
     for mode, selection in (
         ("evaluation", untrained.eval()(x)),
-        ("training draw", untrained.train()(x, torch.Generator().manual_seed(seed))),
+        (
+            "training draw",
+            untrained.train()(x, torch.Generator().manual_seed(seed)),
+        ),
     ):
         for b, name in enumerate(names):
             print(f"{mode:>13}, {name}: {selection.indices[b].tolist()}")
@@ -236,8 +291,14 @@ runs = pd.DataFrame.from_dict(
 )
 display(runs.round(3))
 for method, record in records.items():
-    glue(f"{method}_bacc", 100 * record["metrics"]["balanced_accuracy"], display=False)
-    auc = record["metrics"]["auc"]  # None (JSON null) when undefined, e.g. one class in a tiny test set
+    glue(
+        f"{method}_bacc",
+        100 * record["metrics"]["balanced_accuracy"],
+        display=False,
+    )
+    auc = record["metrics"][
+        "auc"
+    ]  # None (JSON null) when undefined, e.g. one class in a tiny test set
     glue(f"{method}_auc", float("nan") if auc is None else auc, display=False)
 glue("train_epochs", epochs, display=False)
 glue("train_volumes", records["das"]["split_sizes"]["train"], display=False)
@@ -275,7 +336,11 @@ print("A = scale x a_base:", tuple(scores.rows.shape), "= [B, k, T]")
 fig, ax = plt.subplots(figsize=(6.8, 2.5))
 for b, name in enumerate(names):
     ax.plot(range(T), scores.base[b].numpy(), "o-", markersize=4, label=name)
-ax.set(xlabel="slice index t", ylabel="$a_{base}$", title="Base scores of the trained DAS sampler")
+ax.set(
+    xlabel="slice index t",
+    ylabel="$a_{base}$",
+    title="Base scores of the trained DAS sampler",
+)
 ax.set_xlim(-0.5, T - 0.5)
 ax.legend(frameon=False)
 ax.grid(alpha=0.3)
@@ -297,25 +362,42 @@ show()
 
 # %%
 with torch.no_grad():
-    pooled = torch.cat([raw.mean(1), raw.amax(1), raw.std(1, unbiased=False)], dim=-1)  # [B, 3d]
-    hidden = torch.relu(sampler.head_hidden(pooled)).view(len(x), sampler.heads, -1)
+    pooled = torch.cat(
+        [raw.mean(1), raw.amax(1), raw.std(1, unbiased=False)], dim=-1
+    )  # [B, 3d]
+    hidden = torch.relu(sampler.head_hidden(pooled)).view(
+        len(x), sampler.heads, -1
+    )
     head_scales = torch.nn.functional.softplus(
-        torch.einsum("bhc,hck->bhk", hidden, sampler.head_weight) + sampler.head_bias
+        torch.einsum("bhc,hck->bhk", hidden, sampler.head_weight)
+        + sampler.head_bias
     )  # [B, H, k]
 print("per-head scales:", tuple(head_scales.shape), "= [B, H, k]")
-print("mean over heads equals scores.scale:", torch.allclose(head_scales.mean(1), scores.scale, atol=1e-6))
+print(
+    "mean over heads equals scores.scale:",
+    torch.allclose(head_scales.mean(1), scores.scale, atol=1e-6),
+)
 print("every scale positive:", bool((head_scales > 0).all()))
-rows_argmax = scores.rows.argmax(dim=-1)  # [B, k]: the unmasked argmax of every row
+rows_argmax = scores.rows.argmax(
+    dim=-1
+)  # [B, k]: the unmasked argmax of every row
 print("argmax of each row of A, volume 0:", rows_argmax[0].tolist())
-print("all rows share one argmax:", bool((rows_argmax == rows_argmax[:, :1]).all()))
+print(
+    "all rows share one argmax:",
+    bool((rows_argmax == rows_argmax[:, :1]).all()),
+)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(x), figsize=(6.8, 2.1), sharey=True)
 vmax = head_scales.max().item()
 for b, ax in enumerate(axes):
-    image = ax.imshow(head_scales[b].numpy(), aspect="auto", cmap="magma", vmin=0, vmax=vmax)
+    image = ax.imshow(
+        head_scales[b].numpy(), aspect="auto", cmap="magma", vmin=0, vmax=vmax
+    )
     ax.set(xlabel="row j", title=names[b])
-    ax.set_yticks(range(sampler.heads), [f"head {h + 1}" for h in range(sampler.heads)])
+    ax.set_yticks(
+        range(sampler.heads), [f"head {h + 1}" for h in range(sampler.heads)]
+    )
 fig.colorbar(image, ax=axes, label="$s_h[j]$")
 show()
 
@@ -353,22 +435,48 @@ with torch.no_grad():
     evaluated = sampler(x)
 print("P (training draw):", tuple(drawn.weights.shape), "= [B, k, T]")
 print("P X (the frames):  ", tuple(drawn.frames.shape), "= [B, k, C, H, W]")
-print("P (evaluation):   ", tuple(evaluated.weights.shape), "; indices:", tuple(evaluated.indices.shape), "= [B, k]")
-print("rows one-hot:", bool(((drawn.weights == 0) | (drawn.weights == 1)).all() and (drawn.weights.sum(-1) == 1).all()))
-print("k distinct slices per volume:", all(len(set(row.tolist())) == k for row in drawn.indices))
+print(
+    "P (evaluation):   ",
+    tuple(evaluated.weights.shape),
+    "; indices:",
+    tuple(evaluated.indices.shape),
+    "= [B, k]",
+)
+print(
+    "rows one-hot:",
+    bool(
+        ((drawn.weights == 0) | (drawn.weights == 1)).all()
+        and (drawn.weights.sum(-1) == 1).all()
+    ),
+)
+print(
+    "k distinct slices per volume:",
+    all(len(set(row.tolist())) == k for row in drawn.indices),
+)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(2, len(x), figsize=(6.8, 3.9), sharex=True)
 for b in range(len(x)):
-    for row, (mode, selection) in enumerate((("training draw", drawn), ("evaluation", evaluated))):
+    for row, (mode, selection) in enumerate(
+        (("training draw", drawn), ("evaluation", evaluated))
+    ):
         ax = axes[row, b]
-        ax.imshow(selection.weights[b].numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto")
+        ax.imshow(
+            selection.weights[b].numpy(),
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+            aspect="auto",
+        )
         ax.set(title=f"{names[b]}: {mode}", ylabel="row j")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xticks(range(0, T, 3))
 for ax in axes[-1]:
     ax.set_xlabel("slice index t")
-fig.suptitle("Selection matrix P (black = 1): which slice each of the k rows takes", y=1.0)
+fig.suptitle(
+    "Selection matrix P (black = 1): which slice each of the k rows takes",
+    y=1.0,
+)
 fig.tight_layout()
 show()
 
@@ -388,7 +496,9 @@ masked_picks = []
 for j in range(k):
     pick = rows[:, j].argmax(dim=-1)
     masked_picks.append(pick)
-    rows[torch.arange(len(x)), :, pick] = float("-inf")  # taken: masked in every later row
+    rows[torch.arange(len(x)), :, pick] = float(
+        "-inf"
+    )  # taken: masked in every later row
 masked_picks = torch.stack(masked_picks, dim=1).sort(dim=1).values
 topk_base = scores.base.topk(k, dim=-1).indices.sort(dim=1).values  # route 2
 
@@ -404,7 +514,9 @@ print("masked row-wise argmax of A:", masked_picks[0].tolist())
 print(
     "same scores kept by all three routes:",
     torch.equal(picked_scores(evaluated.indices), picked_scores(topk_base))
-    and torch.equal(picked_scores(evaluated.indices), picked_scores(masked_picks)),
+    and torch.equal(
+        picked_scores(evaluated.indices), picked_scores(masked_picks)
+    ),
 )
 ties = [len(row) - len(set(row)) for row in scores.base.tolist()]
 print("slices whose score equals another slice's, per volume:", ties)
@@ -424,26 +536,45 @@ sampler.train()
 batch = x.repeat_interleave(num_draws, dim=0)  # num_draws copies of each volume
 with torch.no_grad():
     draws = {
-        "with replacement (paper-literal)": literal(batch, torch.Generator().manual_seed(seed + 1)),
-        "without replacement (ours)": sampler(batch, torch.Generator().manual_seed(seed + 1)),
+        "with replacement (paper-literal)": literal(
+            batch, torch.Generator().manual_seed(seed + 1)
+        ),
+        "without replacement (ours)": sampler(
+            batch, torch.Generator().manual_seed(seed + 1)
+        ),
     }
 sampler.eval()
 distinct = {
-    name: np.array([len(set(row)) for row in sel.indices.tolist()]).reshape(len(x), num_draws)
+    name: np.array([len(set(row)) for row in sel.indices.tolist()]).reshape(
+        len(x), num_draws
+    )
     for name, sel in draws.items()
 }
 for name, counts in distinct.items():
     print(
         f"{name}: distinct slices per draw, mean over draws: "
-        + ", ".join(f"{n} {c.mean():.1f} of {k}" for n, c in zip(("volume 0", "volume 1"), counts))
+        + ", ".join(
+            f"{n} {c.mean():.1f} of {k}"
+            for n, c in zip(("volume 0", "volume 1"), counts)
+        )
     )
 glue("num_draws", num_draws, display=False)
-glue("distinct_literal", float(distinct["with replacement (paper-literal)"].mean()), display=False)
+glue(
+    "distinct_literal",
+    float(distinct["with replacement (paper-literal)"].mean()),
+    display=False,
+)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.1), sharey=True)
 for ax, (name, sel) in zip(axes, draws.items()):
-    ax.imshow(sel.weights[0].detach().numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax.imshow(
+        sel.weights[0].detach().numpy(),
+        cmap="Greys",
+        vmin=0,
+        vmax=1,
+        aspect="auto",
+    )
     ax.set(title=f"{name}: one draw, {names[0]}", xlabel="slice index t")
 axes[0].set_ylabel("row j")
 axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -465,7 +596,9 @@ show()
 with torch.no_grad():
     picks = {"dps": dps(x).indices, "das": evaluated.indices}
 fig, axes = plt.subplots(4, 1, figsize=(6.8, 2.3))
-for ax, (b, method) in zip(axes, [(0, "dps"), (0, "das"), (1, "dps"), (1, "das")]):
+for ax, (b, method) in zip(
+    axes, [(0, "dps"), (0, "das"), (1, "dps"), (1, "das")]
+):
     ax.imshow(strip(x[b], set(picks[method][b].tolist()), COLORS[method]))
     ax.set_axis_off()
     ax.set_title(f"{method.upper()} on {names[b]}", fontsize=9, loc="left")
@@ -484,9 +617,16 @@ for method, chosen_slices in picks.items():
 test_x = torch.stack([test_set[i][0] for i in range(len(test_set))])
 with torch.no_grad():
     test_picks = {"dps": dps(test_x).indices, "das": sampler(test_x).indices}
-patterns = {m: len({tuple(row) for row in p.tolist()}) for m, p in test_picks.items()}
-blank = test_x.amax(dim=(2, 3, 4)) == 0  # [N, T]: slices with no foreground at all
-blank_kept = {m: 100 * blank.gather(1, p).float().mean().item() for m, p in test_picks.items()}
+patterns = {
+    m: len({tuple(row) for row in p.tolist()}) for m, p in test_picks.items()
+}
+blank = (
+    test_x.amax(dim=(2, 3, 4)) == 0
+)  # [N, T]: slices with no foreground at all
+blank_kept = {
+    m: 100 * blank.gather(1, p).float().mean().item()
+    for m, p in test_picks.items()
+}
 print(
     f"blank slices: {100 * blank.float().mean().item():.1f}% of all test slices; among the slices kept, "
     + ", ".join(f"{m.upper()} {v:.1f}%" for m, v in blank_kept.items())
@@ -502,7 +642,9 @@ for offset, (method, p) in zip((-0.2, 0.2), test_picks.items()):
         label=f"{method.upper()}: {patterns[method]} distinct subsets",
     )
 ax.set(
-    xlabel="slice index t", ylabel="fraction of test volumes", title=f"Slices kept on the {len(test_set)} test volumes"
+    xlabel="slice index t",
+    ylabel="fraction of test volumes",
+    title=f"Slices kept on the {len(test_set)} test volumes",
 )
 ax.set_xlim(-0.7, T - 0.3)
 ax.legend(frameon=False, loc="upper right")
@@ -544,14 +686,25 @@ top1 = syn_F.argmax(dim=1)  # [N, d]: the slice where each feature peaks
 capacity = pd.DataFrame(
     {
         "mean z at the informative slice": syn_F[informative].mean(0).numpy(),
-        "peak = informative slice (%)": 100 * informative.gather(1, top1).float().mean(0).numpy(),
+        "peak = informative slice (%)": 100
+        * informative.gather(1, top1).float().mean(0).numpy(),
     },
     index=FIXED_FEATURES,
 )
-print(f"synthetic test split: {len(syn_test)} volumes, T = {syn_test.num_frames}")
+print(
+    f"synthetic test split: {len(syn_test)} volumes, T = {syn_test.num_frames}"
+)
 print(capacity.round(1).to_string())
-glue("syn_lap_hit", float(capacity.loc["laplacian", "peak = informative slice (%)"]), display=False)
-glue("syn_var_hit", float(capacity.loc["variance", "peak = informative slice (%)"]), display=False)
+glue(
+    "syn_lap_hit",
+    float(capacity.loc["laplacian", "peak = informative slice (%)"]),
+    display=False,
+)
+glue(
+    "syn_var_hit",
+    float(capacity.loc["variance", "peak = informative slice (%)"]),
+    display=False,
+)
 
 # %% [markdown]
 # The grating is an edge pattern: the Laplacian alone peaks at the informative slice in
@@ -580,10 +733,18 @@ with torch.no_grad():
     syn_scores = syn_sampler.scores(syn_x)
     syn_picks = syn_sampler(syn_x).indices
 hits = 100 * informative.gather(1, syn_picks).any(dim=1).float().mean().item()
-static_hits = 100 * (1 - static_miss_probability(syn_test.num_frames, syn_sampler.k, 1))
+static_hits = 100 * (
+    1 - static_miss_probability(syn_test.num_frames, syn_sampler.k, 1)
+)
 syn_bacc = 100 * syn_record["metrics"]["balanced_accuracy"]
 verdict = "about as often as"  # within 5 points of a static sampler
-verdict = "more often than" if hits > static_hits + 5 else "less often than" if hits < static_hits - 5 else verdict
+verdict = (
+    "more often than"
+    if hits > static_hits + 5
+    else "less often than"
+    if hits < static_hits - 5
+    else verdict
+)
 glue("syn_hits", hits, display=False)
 glue("syn_static", static_hits, display=False)
 glue("syn_verdict", Markdown(verdict), display=False)
@@ -598,7 +759,9 @@ print(
 # %% tags=["hide-input"]
 v = int(rng.integers(len(syn_test)))
 where = int(informative[v].nonzero()[0, 0])
-fig, (ax_img, ax_score) = plt.subplots(2, 1, figsize=(6.8, 2.6), height_ratios=[1.2, 1])
+fig, (ax_img, ax_score) = plt.subplots(
+    2, 1, figsize=(6.8, 2.6), height_ratios=[1.2, 1]
+)
 ax_img.imshow(strip(syn_x[v], set(syn_picks[v].tolist())))
 ax_img.set_axis_off()
 ax_img.set_title(
@@ -618,7 +781,10 @@ ax_img.annotate(
 ax_score.bar(
     range(syn_test.num_frames),
     syn_scores.base[v].numpy(),
-    color=["tab:red" if t == where else "tab:gray" for t in range(syn_test.num_frames)],
+    color=[
+        "tab:red" if t == where else "tab:gray"
+        for t in range(syn_test.num_frames)
+    ],
 )
 ax_score.set(xlabel="slice index t", ylabel="$a_{base}$ (red: informative)")
 ax_score.set_xlim(-0.5, syn_test.num_frames - 0.5)

@@ -25,7 +25,7 @@
 # the commit and the machine). They were trained on a 2-core CPU, one thread per run; the book does
 # not retrain them, and the figures say where they come from.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # unused: the chapter only reads stored runs (kept so every chapter has one)
 device = "cpu"  # unused: nothing is trained or timed here
@@ -43,7 +43,12 @@ from das.chapters import glue, machine_label, measured_runs, setup_plots, show
 from das.data import load_dataset
 from das.experiments import PROTOCOL_BASE, PROTOCOL_CANDIDATES
 from das.profiles import get_profile
-from das.reports import choose_protocol, curves, protocol_ranking, protocol_table
+from das.reports import (
+    choose_protocol,
+    curves,
+    protocol_ranking,
+    protocol_table,
+)
 
 setup_plots()
 COLORS = {"full": "tab:gray", "uniform": "tab:green", "das": "tab:orange"}
@@ -70,7 +75,9 @@ def draw_curves(frame: pd.DataFrame, title: str) -> None:
         ("val_balanced_accuracy", "validation balanced acc."),
     ]
     for ax, (column, label) in zip(axes.flat, panels):
-        for (method, run_seed), run in frame.groupby(["method", "seed"], sort=False):
+        for (method, run_seed), run in frame.groupby(
+            ["method", "seed"], sort=False
+        ):
             ax.plot(
                 run["epoch"],
                 run[column],
@@ -80,7 +87,9 @@ def draw_curves(frame: pd.DataFrame, title: str) -> None:
                 label=method if run_seed == seeds[0] else None,
             )
             best = run[run["best"]]
-            ax.plot(best["epoch"], best[column], "o", color=COLORS[method], ms=5)
+            ax.plot(
+                best["epoch"], best[column], "o", color=COLORS[method], ms=5
+            )
         ax.set_title(label)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
@@ -92,19 +101,40 @@ def draw_curves(frame: pd.DataFrame, title: str) -> None:
     show()
 
 
-draw_curves(curves(literal), "The paper's protocol: Adam 1e-4, early stopping on the validation loss")
+draw_curves(
+    curves(literal),
+    "The paper's protocol: Adam 1e-4, early stopping on the validation loss",
+)
 first = {r["method"]: r for r in literal}
-glue("lit_best", Markdown(", ".join(f"{m} {r['best_epoch']}" for m, r in first.items())))
-glue("lit_stop", Markdown(", ".join(f"{m} {r['epochs_run']}" for m, r in first.items())))
+glue(
+    "lit_best",
+    Markdown(", ".join(f"{m} {r['best_epoch']}" for m, r in first.items())),
+)
+glue(
+    "lit_stop",
+    Markdown(", ".join(f"{m} {r['epochs_run']}" for m, r in first.items())),
+)
 glue(
     "lit_test_bacc",
-    Markdown(", ".join(f"{m} {100 * r['metrics']['balanced_accuracy']:.1f}%" for m, r in first.items())),
+    Markdown(
+        ", ".join(
+            f"{m} {100 * r['metrics']['balanced_accuracy']:.1f}%"
+            for m, r in first.items()
+        )
+    ),
 )
 glue(
     "lit_val_bacc",
-    Markdown(", ".join(f"{m} {100 * r['val_metrics']['balanced_accuracy']:.1f}%" for m, r in first.items())),
+    Markdown(
+        ", ".join(
+            f"{m} {100 * r['val_metrics']['balanced_accuracy']:.1f}%"
+            for m, r in first.items()
+        )
+    ),
 )
-test_labels = load_dataset(literal[0]["dataset"], "test", size=literal[0]["config"]["size"]).labels
+test_labels = load_dataset(
+    literal[0]["dataset"], "test", size=literal[0]["config"]["size"]
+).labels
 glue("prior_share", 100 * float((test_labels == 0).float().mean()))
 
 # %% [markdown]
@@ -132,7 +162,10 @@ glue("prior_share", 100 * float((test_labels == 0).float().mean()))
 described = (
     pd.DataFrame(
         [
-            {"protocol": name, **{key: str(value) for key, value in options.items()}}
+            {
+                "protocol": name,
+                **{key: str(value) for key, value in options.items()},
+            }
             for name, options in PROTOCOL_CANDIDATES.items()
         ]
     )
@@ -140,7 +173,16 @@ described = (
     .fillna("default")
 )
 display(described)
-glue("base_settings", Markdown(", ".join(f"{key} {value}" for key, value in PROTOCOL_BASE.items() if key != "dataset")))
+glue(
+    "base_settings",
+    Markdown(
+        ", ".join(
+            f"{key} {value}"
+            for key, value in PROTOCOL_BASE.items()
+            if key != "dataset"
+        )
+    ),
+)
 
 # %% [markdown]
 # (`das.experiments.PROTOCOL_CANDIDATES`; the shared settings are {glue:md}`base_settings`.) The step
@@ -179,12 +221,25 @@ glue("last_epochs", last_epochs)
 shown = ranking.assign(
     **{
         "val AUC, last epochs": [
-            f"{m:.3f} ± {s:.3f}" for m, s in zip(ranking["val_auc_last"], ranking["val_auc_last_se"])
+            f"{m:.3f} ± {s:.3f}"
+            for m, s in zip(ranking["val_auc_last"], ranking["val_auc_last_se"])
         ],
-        "val AUC, selected epoch": ranking["val_auc_selected"].map("{:.3f}".format),
-        "lowest val bal. acc. (%)": (100 * ranking["min_val_balanced_accuracy"]).map("{:.1f}".format),
+        "val AUC, selected epoch": ranking["val_auc_selected"].map(
+            "{:.3f}".format
+        ),
+        "lowest val bal. acc. (%)": (
+            100 * ranking["min_val_balanced_accuracy"]
+        ).map("{:.1f}".format),
     }
-)[["protocol", "runs", "val AUC, last epochs", "val AUC, selected epoch", "lowest val bal. acc. (%)"]]
+)[
+    [
+        "protocol",
+        "runs",
+        "val AUC, last epochs",
+        "val AUC, selected epoch",
+        "lowest val bal. acc. (%)",
+    ]
+]
 display(shown.set_index("protocol"))
 
 # %% [markdown]
@@ -196,12 +251,23 @@ display(
     per_method.assign(
         **{
             "val AUC (selected)": per_method["val_auc"].map("{:.3f}".format),
-            "val AUC (last epochs)": per_method["val_auc_last"].map("{:.3f}".format),
-            "val bal. acc. (%)": (100 * per_method["val_balanced_accuracy"]).map("{:.1f}".format),
+            "val AUC (last epochs)": per_method["val_auc_last"].map(
+                "{:.3f}".format
+            ),
+            "val bal. acc. (%)": (
+                100 * per_method["val_balanced_accuracy"]
+            ).map("{:.1f}".format),
             "selected epoch": per_method["selected_epoch"].map("{:.1f}".format),
         }
     )[
-        ["protocol", "method", "selected epoch", "val AUC (selected)", "val AUC (last epochs)", "val bal. acc. (%)"]
+        [
+            "protocol",
+            "method",
+            "selected epoch",
+            "val AUC (selected)",
+            "val AUC (last epochs)",
+            "val bal. acc. (%)",
+        ]
     ].set_index(["protocol", "method"])
 )
 glue("chosen", Markdown(f"`{chosen}`"))
@@ -211,8 +277,15 @@ differ = {
     for k, v in {**PROTOCOL_BASE, **PROTOCOL_CANDIDATES[chosen]}.items()
     if k != "dataset" and real.train.get(k, v) != v
 }
-assert not differ, f"the real profile does not use the chosen protocol: {differ}"
-glue("real_settings", Markdown(", ".join(f"`{key}={value}`" for key, value in real.train.items())))
+assert not differ, (
+    f"the real profile does not use the chosen protocol: {differ}"
+)
+glue(
+    "real_settings",
+    Markdown(
+        ", ".join(f"`{key}={value}`" for key, value in real.train.items())
+    ),
+)
 
 # %% [markdown]
 # The rule picks {glue:md}`chosen`. The `real` profile of `das.profiles` is the

@@ -20,12 +20,14 @@
 # its runs are stored in the repository and read back here. Intervals are 95% percentile-bootstrap
 # intervals over test volumes and seeds (`das.stats`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the bootstrap draws and the Monte Carlo check of the static ceiling
 device = "auto"  # where this build's own runs train ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads per run
-stored_runs = "cpu/real"  # the stored real-data Table 1 runs (under measurements/)
+stored_runs = (
+    "cpu/real"  # the stored real-data Table 1 runs (under measurements/)
+)
 num_draws = 2000  # bootstrap draws per interval
 profile = "quick"  # the sweep profile this build trains itself (das.profiles)
 datasets = None  # datasets of this build's sweep; None: the profile's
@@ -33,8 +35,12 @@ methods = None  # methods of this build's sweep; None: the profile's (all six)
 seeds = None  # training seeds of this build's sweep; None: the profile's
 epochs = None  # training epochs per run; None: the profile's
 max_train_samples = None  # cap on training volumes; None: the profile's
-max_eval_samples = None  # cap on validation and test volumes; None: the profile's
-results_dir = "results/book"  # run store of the book (relative to the repository root)
+max_eval_samples = (
+    None  # cap on validation and test volumes; None: the profile's
+)
+results_dir = (
+    "results/book"  # run store of the book (relative to the repository root)
+)
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
@@ -42,15 +48,39 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from das.chapters import glue, in_repository, machine_label, measured_runs, setup_plots, show, sweep
-from das.data import load_dataset, static_accuracy_bound, static_miss_probability
+from das.chapters import (
+    glue,
+    in_repository,
+    machine_label,
+    measured_runs,
+    setup_plots,
+    show,
+    sweep,
+)
+from das.data import (
+    load_dataset,
+    static_accuracy_bound,
+    static_miss_probability,
+)
 from das.published import DAS_PAPER, MEDMNIST_V2, best_full_volume_auc
 from das.reports import table1
 from das.samplers import METHODS, format_summary, summarize
 from das.sweep import profile_runs
 
 setup_plots()
-COLORS = dict(zip(METHODS, ["tab:gray", "tab:olive", "tab:green", "tab:blue", "tab:purple", "tab:orange"]))
+COLORS = dict(
+    zip(
+        METHODS,
+        [
+            "tab:gray",
+            "tab:olive",
+            "tab:green",
+            "tab:blue",
+            "tab:purple",
+            "tab:orange",
+        ],
+    )
+)
 NBSP = "\u00a0"  # keeps "0.812 ± 0.012" on one line in the rendered table
 
 
@@ -58,10 +88,16 @@ def pm(mean: float, std: float, scale: float = 1.0, digits: int = 3) -> str:
     if np.isnan(mean):
         return "-"
     text = f"{mean * scale:.{digits}f}"
-    return text if np.isnan(std) else f"{text}{NBSP}±{NBSP}{std * scale:.{digits}f}"
+    return (
+        text
+        if np.isnan(std)
+        else f"{text}{NBSP}±{NBSP}{std * scale:.{digits}f}"
+    )
 
 
-def interval(low: float, high: float, scale: float = 1.0, digits: int = 3) -> str:
+def interval(
+    low: float, high: float, scale: float = 1.0, digits: int = 3
+) -> str:
     return f"[{low * scale:.{digits}f},{NBSP}{high * scale:.{digits}f}]"
 
 
@@ -71,22 +107,39 @@ def table_rows(table: pd.DataFrame) -> pd.DataFrame:
         {
             "method": table["method"],
             "seeds": table["n_seeds"],
-            "AUC": [pm(m, s) for m, s in zip(table["auc_mean"], table["auc_std"])],
-            "AUC 95% interval": [interval(lo, hi) for lo, hi in zip(table["auc_low"], table["auc_high"])],
+            "AUC": [
+                pm(m, s) for m, s in zip(table["auc_mean"], table["auc_std"])
+            ],
+            "AUC 95% interval": [
+                interval(lo, hi)
+                for lo, hi in zip(table["auc_low"], table["auc_high"])
+            ],
             "bal. acc. (%)": [
-                pm(m, s, 100, 1) for m, s in zip(table["balanced_accuracy_mean"], table["balanced_accuracy_std"])
+                pm(m, s, 100, 1)
+                for m, s in zip(
+                    table["balanced_accuracy_mean"],
+                    table["balanced_accuracy_std"],
+                )
             ],
             "bal. acc. 95% interval": [
                 interval(lo, hi, 100, 1)
-                for lo, hi in zip(table["balanced_accuracy_low"], table["balanced_accuracy_high"])
+                for lo, hi in zip(
+                    table["balanced_accuracy_low"],
+                    table["balanced_accuracy_high"],
+                )
             ],
-            "acc. (%)": [pm(m, s, 100, 1) for m, s in zip(table["accuracy_mean"], table["accuracy_std"])],
+            "acc. (%)": [
+                pm(m, s, 100, 1)
+                for m, s in zip(table["accuracy_mean"], table["accuracy_std"])
+            ],
         }
     ).set_index("method")
 
 
 real = measured_runs(stored_runs)
-at_28 = [r for r in real if r["group"] == "real"]  # Table 1 (the ablations are stored beside it)
+at_28 = [
+    r for r in real if r["group"] == "real"
+]  # Table 1 (the ablations are stored beside it)
 at_64 = [r for r in real if r["group"] == "real/size-64"]
 real_table, real_diffs = table1(at_28, num_draws=num_draws, seed=seed)
 dataset = at_28[0]["dataset"]
@@ -100,7 +153,13 @@ glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(at_28)}"))
 
 # %% tags=["remove-input"]
 display(table_rows(real_table))
-glue("table1_real", table_rows(real_table)[["seeds", "AUC", "AUC 95% interval", "bal. acc. (%)"]], display=False)
+glue(
+    "table1_real",
+    table_rows(real_table)[
+        ["seeds", "AUC", "AUC 95% interval", "bal. acc. (%)"]
+    ],
+    display=False,
+)
 
 # %% [markdown]
 # Published, for the same dataset (typed from the papers, not run here): MedMNIST v2's benchmark
@@ -109,7 +168,11 @@ glue("table1_real", table_rows(real_table)[["seeds", "AUC", "AUC 95% interval", 
 # %% tags=["remove-input"]
 published_here = pd.DataFrame(
     [
-        {"model (published)": model, "AUC": f"{auc:.3f}", "acc. (%)": "-" if acc is None else f"{100 * acc:.1f}"}
+        {
+            "model (published)": model,
+            "AUC": f"{auc:.3f}",
+            "acc. (%)": "-" if acc is None else f"{100 * acc:.1f}",
+        }
         for model, (auc, acc) in MEDMNIST_V2.get(dataset, {}).items()
     ]
 ).set_index("model (published)")
@@ -129,41 +192,66 @@ display(
             "DAS minus": real_diffs["method"],
             "seeds": real_diffs["n_seeds"],
             "AUC": [f"{d:+.3f}" for d in real_diffs["auc_diff"]],
-            "AUC 95% interval": [interval(lo, hi) for lo, hi in zip(real_diffs["auc_low"], real_diffs["auc_high"])],
-            "bal. acc. (points)": [f"{100 * d:+.1f}" for d in real_diffs["balanced_accuracy_diff"]],
+            "AUC 95% interval": [
+                interval(lo, hi)
+                for lo, hi in zip(real_diffs["auc_low"], real_diffs["auc_high"])
+            ],
+            "bal. acc. (points)": [
+                f"{100 * d:+.1f}" for d in real_diffs["balanced_accuracy_diff"]
+            ],
             "bal. acc. 95% interval": [
                 interval(lo, hi, 100, 1)
-                for lo, hi in zip(real_diffs["balanced_accuracy_low"], real_diffs["balanced_accuracy_high"])
+                for lo, hi in zip(
+                    real_diffs["balanced_accuracy_low"],
+                    real_diffs["balanced_accuracy_high"],
+                )
             ],
         }
     ).set_index("DAS minus")
 )
 
 # %% tags=["hide-input"]
-fig, (ax_auc, ax_diff) = plt.subplots(1, 2, figsize=(6.8, 3.4), gridspec_kw={"width_ratios": [1.1, 1]})
+fig, (ax_auc, ax_diff) = plt.subplots(
+    1, 2, figsize=(6.8, 3.4), gridspec_kw={"width_ratios": [1.1, 1]}
+)
 y = np.arange(len(real_table))
 ax_auc.errorbar(
     real_table["auc_mean"],
     y,
-    xerr=[real_table["auc_mean"] - real_table["auc_low"], real_table["auc_high"] - real_table["auc_mean"]],
+    xerr=[
+        real_table["auc_mean"] - real_table["auc_low"],
+        real_table["auc_high"] - real_table["auc_mean"],
+    ],
     fmt="none",
     ecolor="k",
     capsize=3,
 )
-ax_auc.scatter(real_table["auc_mean"], y, c=[COLORS[m] for m in real_table["method"]], zorder=3)
+ax_auc.scatter(
+    real_table["auc_mean"],
+    y,
+    c=[COLORS[m] for m in real_table["method"]],
+    zorder=3,
+)
 best = best_full_volume_auc(dataset)
 if best is not None:
-    ax_auc.axvline(best[1], color="k", ls=":", lw=1, label=f"{best[0]} (published)")
+    ax_auc.axvline(
+        best[1], color="k", ls=":", lw=1, label=f"{best[0]} (published)"
+    )
     ax_auc.legend(frameon=False, loc="lower left")
 ax_auc.set_yticks(y, real_table["method"])
 ax_auc.invert_yaxis()
-ax_auc.set(xlabel="test AUC (95% interval)", title="AdrenalMNIST3D, 50% of slices")
+ax_auc.set(
+    xlabel="test AUC (95% interval)", title="AdrenalMNIST3D, 50% of slices"
+)
 ax_auc.grid(axis="x", alpha=0.3)
 yd = np.arange(len(real_diffs))
 ax_diff.errorbar(
     real_diffs["auc_diff"],
     yd,
-    xerr=[real_diffs["auc_diff"] - real_diffs["auc_low"], real_diffs["auc_high"] - real_diffs["auc_diff"]],
+    xerr=[
+        real_diffs["auc_diff"] - real_diffs["auc_low"],
+        real_diffs["auc_high"] - real_diffs["auc_diff"],
+    ],
     fmt="o",
     color="tab:orange",
     capsize=3,
@@ -182,26 +270,43 @@ lowest = min(r["metrics"]["balanced_accuracy"] for r in at_28)
 full_auc = by_method.loc["full", "auc_mean"]
 das_auc = by_method.loc["das", "auc_mean"]
 glue("lowest_bacc", 100 * lowest)
-glue("all_above_60", Markdown("every run of every method is above" if lowest >= 0.6 else "not every run is above"))
+glue(
+    "all_above_60",
+    Markdown(
+        "every run of every method is above"
+        if lowest >= 0.6
+        else "not every run is above"
+    ),
+)
 glue("full_auc", full_auc)
 glue("das_auc", das_auc)
 glue("das_auc_low", by_method.loc["das", "auc_low"])
 glue("das_auc_high", by_method.loc["das", "auc_high"])
-glue("best_published", Markdown(f"{best[0]}, {best[1]:.3f}" if best else "none"))
+glue(
+    "best_published", Markdown(f"{best[0]}, {best[1]:.3f}" if best else "none")
+)
 glue(
     "das_vs_goal",
     Markdown(
-        ("reaches" if das_auc >= best[1] else "does not reach") + " the best published full-volume AUC"
+        ("reaches" if das_auc >= best[1] else "does not reach")
+        + " the best published full-volume AUC"
         if best
         else "has no published full-volume AUC to compare with"
     ),
 )
 diffs = real_diffs.set_index("method")
-resolved = [m for m in diffs.index if diffs.loc[m, "auc_low"] > 0 or diffs.loc[m, "auc_high"] < 0]
+resolved = [
+    m
+    for m in diffs.index
+    if diffs.loc[m, "auc_low"] > 0 or diffs.loc[m, "auc_high"] < 0
+]
 glue(
     "resolved",
     Markdown(
-        "; ".join(f"DAS {'above' if diffs.loc[m, 'auc_low'] > 0 else 'below'} {m}" for m in resolved)
+        "; ".join(
+            f"DAS {'above' if diffs.loc[m, 'auc_low'] > 0 else 'below'} {m}"
+            for m in resolved
+        )
         if resolved
         else "none: every interval of the AUC difference contains zero"
     ),
@@ -286,7 +391,10 @@ overrides = dict(
     num_threads=num_threads,
     quiet=True,
 )
-outcomes = sweep(profile_runs(profile, datasets, methods, seeds, **overrides), in_repository(results_dir) / scale)
+outcomes = sweep(
+    profile_runs(profile, datasets, methods, seeds, **overrides),
+    in_repository(results_dir) / scale,
+)
 runs = [outcome.record for outcome in outcomes]
 table = summarize(runs)
 display(format_summary(table).set_index(["dataset", "method"]))
@@ -318,25 +426,40 @@ if syn is None:
     print("synthetic benchmark not in this sweep")
 else:
     options = syn["config"]["dataset_options"]
-    probe = load_dataset("synthetic", "test", size=syn["config"]["size"], num_samples=8, **options)
+    probe = load_dataset(
+        "synthetic",
+        "test",
+        size=syn["config"]["size"],
+        num_samples=8,
+        **options,
+    )
     T_syn, C_syn = probe.num_frames, probe.num_classes
     m_syn = int(probe.informative[0].sum())
     k_syn = syn["k"]
     ceiling = static_accuracy_bound(T_syn, k_syn, m_syn, C_syn)
     rng = np.random.default_rng(seed)
     draws = 200_000
-    informative = np.argsort(rng.random((draws, T_syn)), axis=1)[:, :m_syn]  # m distinct positions
+    informative = np.argsort(rng.random((draws, T_syn)), axis=1)[
+        :, :m_syn
+    ]  # m distinct positions
     kept = np.zeros(T_syn, dtype=bool)
-    kept[np.linspace(0, T_syn - 1, k_syn).round().astype(int)] = True  # a fixed pattern of k slices
+    kept[np.linspace(0, T_syn - 1, k_syn).round().astype(int)] = (
+        True  # a fixed pattern of k slices
+    )
     missed = ~kept[informative].any(axis=1)
     print(f"T = {T_syn}, k = {k_syn}, m = {m_syn}, C = {C_syn}")
     p_miss = static_miss_probability(T_syn, k_syn, m_syn)
-    print(f"p_miss analytic {p_miss:.4f}, simulated {missed.mean():.4f} ({draws} draws)")
+    print(
+        f"p_miss analytic {p_miss:.4f}, simulated {missed.mean():.4f} ({draws} draws)"
+    )
     print(f"static ceiling on accuracy: {ceiling:.4f}")
 
 # %% tags=["remove-input"]
 syn_rows = table[table["dataset"] == "synthetic"].set_index("method")
-static_best = syn_rows.loc[[m for m in ("random", "uniform", "dps") if m in syn_rows.index], "balanced_accuracy_mean"]
+static_best = syn_rows.loc[
+    [m for m in ("random", "uniform", "dps") if m in syn_rows.index],
+    "balanced_accuracy_mean",
+]
 if ceiling is None or "das" not in syn_rows.index or static_best.empty:
     verdict = "no comparison: the synthetic benchmark, DAS or every static sampler is missing from this sweep"
 else:
@@ -361,23 +484,36 @@ glue("syn_verdict", Markdown(verdict))
 per_run: dict[tuple[str, str], list[np.ndarray]] = {}
 for run in runs:
     counts = np.asarray(run["selection_histogram"], dtype=float)
-    per_run.setdefault((run["dataset"], run["method"]), []).append(100 * counts / (counts.sum() / run["k"]))
+    per_run.setdefault((run["dataset"], run["method"]), []).append(
+        100 * counts / (counts.sum() / run["k"])
+    )
 histograms = {key: np.mean(shares, axis=0) for key, shares in per_run.items()}
 data_names = list(dict.fromkeys(r["dataset"] for r in runs))
 present = [m for m in METHODS if any((d, m) in histograms for d in data_names)]
 fig, axes = plt.subplots(
-    len(data_names), len(present), figsize=(6.8, 1.9 * len(data_names) + 0.4), squeeze=False, sharey=True
+    len(data_names),
+    len(present),
+    figsize=(6.8, 1.9 * len(data_names) + 0.4),
+    squeeze=False,
+    sharey=True,
 )
 for row, name in enumerate(data_names):
     for col, method in enumerate(present):
         ax = axes[row, col]
         if (name, method) in histograms:
             share = histograms[(name, method)]
-            ax.bar(np.arange(len(share)), share, width=1.0, color=COLORS.get(method, "tab:gray"))
+            ax.bar(
+                np.arange(len(share)),
+                share,
+                width=1.0,
+                color=COLORS.get(method, "tab:gray"),
+            )
         ax.set_title(method if row == 0 else "")
         ax.set_ylim(0, 105)
         ax.set_xticks([])
     axes[row, 0].set_ylabel(name[:9])
-fig.supxlabel("slice position t (left to right); bar height: test volumes keeping it (%)")
+fig.supxlabel(
+    "slice position t (left to right); bar height: test volumes keeping it (%)"
+)
 fig.tight_layout()
 show()

@@ -42,20 +42,36 @@
 # training split. DAS evaluates with its default, compiled path (features, base score and top-$k$ in
 # one `torch.compile`'d function, `das.samplers.fused`), eager where compiling is unavailable.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the benchmark input and the models' initial weights
 device = "cpu"  # "cpu", "cuda" or "auto"; the performance targets are stated for the CPU
-num_threads = 2  # CPU threads (torch.set_num_threads); the targets are stated for 2
-sizes = [28, 64, 112]  # frame sizes of the crossover map (cubes: as many frames as pixels per side)
+num_threads = (
+    2  # CPU threads (torch.set_num_threads); the targets are stated for 2
+)
+sizes = [
+    28,
+    64,
+    112,
+]  # frame sizes of the crossover map (cubes: as many frames as pixels per side)
 batch_sizes = [1, 16]  # inference batch sizes of the crossover map
 ratios = [0.125, 0.25, 0.5, 0.75]  # sampling ratios k/T
-methods = ["uniform", "random", "dps", "adps", "das"]  # besides the full-sequence model
+methods = [
+    "uniform",
+    "random",
+    "dps",
+    "adps",
+    "das",
+]  # besides the full-sequence model
 repeats = 7  # timed forward passes per model (the median is reported)
 warmup = 2  # untimed passes before timing
-latency_repeats = 30  # timed forward passes at batch 1 (median and 99th percentile)
+latency_repeats = (
+    30  # timed forward passes at batch 1 (median and 99th percentile)
+)
 train_steps = 8  # timed training steps per model (throughput)
-data_batches = 10  # batches timed in the data-path measurement (None: a whole epoch)
+data_batches = (
+    10  # batches timed in the data-path measurement (None: a whole epoch)
+)
 memory = True  # measure peak memory per method (in a fresh process on CPU)
 fused = None  # DAS's compiled evaluation: None (its default: wherever compiling works), True or False
 project_profile = "paper"  # the profile whose whole sweep is projected at the end of the chapter
@@ -69,7 +85,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from das.bench import MEMORY_RATIO, BenchConfig, check_targets, features_label, inference_rows, run_bench
+from das.bench import (
+    MEMORY_RATIO,
+    BenchConfig,
+    check_targets,
+    features_label,
+    inference_rows,
+    run_bench,
+)
 from das.chapters import ROOT, glue, setup_plots, show
 from das.config import resolve_device
 from das.projection import project_runs
@@ -114,10 +137,14 @@ stored = json.loads(bench_file.read_text()) if bench_file.is_file() else None
 reused = bool(reuse and stored is not None and is_current(stored))
 if not reused:
     run_bench(config, out_dir)
-report = json.loads(bench_file.read_text())  # every figure below comes from this file
+report = json.loads(
+    bench_file.read_text()
+)  # every figure below comes from this file
 env = report["environment"]
 environment_line = f"{env['device']} | torch {env['torch']} | {env['threads']} threads | {features_label(report)}"
-print(f"{'read' if reused else 'measured and wrote'} {bench_file.relative_to(ROOT)}")
+print(
+    f"{'read' if reused else 'measured and wrote'} {bench_file.relative_to(ROOT)}"
+)
 print(environment_line)
 
 everything = pd.DataFrame(inference_rows(report))
@@ -147,13 +174,22 @@ gpu_rows = pd.DataFrame(inference_rows(gpu))
 
 # %% tags=["nbval-check-output"]
 for size, rows in inference.groupby("size"):
-    full_mflops = rows.loc[rows["method"] == "full", "flops_per_volume"].item() / 1e6
-    table = rows[rows["method"] != "full"].pivot(index="method", columns="ratio", values="flops_ratio_to_full")
-    print(f"{size}^3: full-sequence model {full_mflops:.3f} MFLOPs per volume; FLOPs of each method / full:")
+    full_mflops = (
+        rows.loc[rows["method"] == "full", "flops_per_volume"].item() / 1e6
+    )
+    table = rows[rows["method"] != "full"].pivot(
+        index="method", columns="ratio", values="flops_ratio_to_full"
+    )
+    print(
+        f"{size}^3: full-sequence model {full_mflops:.3f} MFLOPs per volume; FLOPs of each method / full:"
+    )
     print(table.reindex(methods).round(4).to_string())
     if "das" in methods:
         share = das_rows.loc[size, "sampler_flops_share"]
-        print("DAS sampler alone / full:", ", ".join(f"{r}: {v:.4f}" for r, v in share.items()))
+        print(
+            "DAS sampler alone / full:",
+            ", ".join(f"{r}: {v:.4f}" for r, v in share.items()),
+        )
     print()
 
 # %% [markdown]
@@ -166,9 +202,13 @@ for size, rows in inference.groupby("size"):
 
 # %% tags=["hide-input"]
 colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-fig, axes = plt.subplots(len(sizes), 2, figsize=(6.8, 3.4 * len(sizes)), squeeze=False)
+fig, axes = plt.subplots(
+    len(sizes), 2, figsize=(6.8, 3.4 * len(sizes)), squeeze=False
+)
 for (ax_time, ax_flops), size in zip(axes, sizes):
-    rows = inference[(inference["size"] == size) & (inference["method"] != "full")]
+    rows = inference[
+        (inference["size"] == size) & (inference["method"] != "full")
+    ]
     das = rows[rows["method"] == "das"].sort_values("k_over_T")
     for ax, field, share in (
         (ax_time, "time_ratio_to_full", "sampler_time_share"),
@@ -176,14 +216,29 @@ for (ax_time, ax_flops), size in zip(axes, sizes):
     ):
         for method in methods:
             curve = rows[rows["method"] == method].sort_values("k_over_T")
-            ax.plot(curve["k_over_T"], curve[field], "o-", color=colours[method], label=method)
+            ax.plot(
+                curve["k_over_T"],
+                curve[field],
+                "o-",
+                color=colours[method],
+                label=method,
+            )
         ax.plot([0, 1], [0, 1], color="grey", linewidth=1, label="$k/T$")
         if len(das):
-            ax.plot(das["k_over_T"], das["k_over_T"] + das[share], "k--", linewidth=1, label="DAS sampler + $k/T$")
+            ax.plot(
+                das["k_over_T"],
+                das["k_over_T"] + das[share],
+                "k--",
+                linewidth=1,
+                label="DAS sampler + $k/T$",
+            )
         ax.plot(1.0, 1.0, "k*", markersize=10, label="full sequence")
         ax.set(xlim=(0, 1.05), ylim=(0, None), xlabel="sampling ratio $k/T$")
         ax.grid(alpha=0.3)
-    ax_time.set(ylabel="time per volume / full", title=f"{size}$^3$: time (median of {config.repeats})")
+    ax_time.set(
+        ylabel="time per volume / full",
+        title=f"{size}$^3$: time (median of {config.repeats})",
+    )
     ax_flops.set(ylabel="FLOPs per volume / full", title=f"{size}$^3$: FLOPs")
 axes[0, 1].legend(frameon=False, loc="upper left")
 fig.suptitle(environment_line, y=1.0)
@@ -196,7 +251,9 @@ show()
 
 # %%
 print(environment_line)
-times = inference.pivot_table(index="method", columns=["size", "ratio"], values="ms_per_volume")
+times = inference.pivot_table(
+    index="method", columns=["size", "ratio"], values="ms_per_volume"
+)
 print(times.reindex(["full", *methods]).round(3).to_string())
 glue("cmp_repeats", config.repeats)
 
@@ -215,27 +272,61 @@ glue("cmp_repeats", config.repeats)
 # %% tags=["hide-input"]
 map_ratios = [r for r in (0.5, 0.25) if r in ratios]
 all_batches = sorted({*batch_sizes, *gpu_rows["batch_size"]})
-batch_colours = dict(zip(all_batches, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+batch_colours = dict(
+    zip(all_batches, plt.rcParams["axes.prop_cycle"].by_key()["color"])
+)
 all_sizes = sorted({*sizes, *gpu_rows["size"]})
-fig, axes = plt.subplots(len(map_ratios), 2, figsize=(6.8, 0.6 + 3.0 * len(map_ratios)), squeeze=False, sharex=True)
+fig, axes = plt.subplots(
+    len(map_ratios),
+    2,
+    figsize=(6.8, 0.6 + 3.0 * len(map_ratios)),
+    squeeze=False,
+    sharex=True,
+)
 for row_axes, ratio in zip(axes, map_ratios):
-    for ax, rows, where in ((row_axes[0], everything, "CPU, this run"), (row_axes[1], gpu_rows, "GPU, stored")):
-        for batch, at_batch in rows[rows["ratio"] == ratio].groupby("batch_size"):
+    for ax, rows, where in (
+        (row_axes[0], everything, "CPU, this run"),
+        (row_axes[1], gpu_rows, "GPU, stored"),
+    ):
+        for batch, at_batch in rows[rows["ratio"] == ratio].groupby(
+            "batch_size"
+        ):
             for method, style in (("das", "o-"), ("uniform", "s--")):
-                curve = at_batch[at_batch["method"] == method].sort_values("size")
-                ax.plot(curve["size"], curve["time_ratio_to_full"], style, color=batch_colours[batch])
+                curve = at_batch[at_batch["method"] == method].sort_values(
+                    "size"
+                )
+                ax.plot(
+                    curve["size"],
+                    curve["time_ratio_to_full"],
+                    style,
+                    color=batch_colours[batch],
+                )
         ax.axhline(1.0, color="black", linewidth=1)
         ax.axhline(ratio, color="grey", linewidth=1, linestyle=":")
-        ax.set(xscale="log", title=f"{where}, $k/T$ = {ratio}", ylabel="time / full", ylim=(0, None))
+        ax.set(
+            xscale="log",
+            title=f"{where}, $k/T$ = {ratio}",
+            ylabel="time / full",
+            ylim=(0, None),
+        )
         ax.set_xticks(all_sizes, labels=[str(s) for s in all_sizes])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
 for ax in axes[-1]:
     ax.set_xlabel("frame size (px)")
-handles = [plt.Line2D([], [], color=colour, label=f"batch {batch}") for batch, colour in batch_colours.items()]
+handles = [
+    plt.Line2D([], [], color=colour, label=f"batch {batch}")
+    for batch, colour in batch_colours.items()
+]
 handles += [plt.Line2D([], [], color="black", marker="o", label="DAS")]
-handles += [plt.Line2D([], [], color="black", marker="s", linestyle="--", label="uniform")]
-fig.legend(handles=handles, frameon=False, loc="upper center", ncol=len(handles))
+handles += [
+    plt.Line2D(
+        [], [], color="black", marker="s", linestyle="--", label="uniform"
+    )
+]
+fig.legend(
+    handles=handles, frameon=False, loc="upper center", ncol=len(handles)
+)
 fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
 glue("compute_map", fig, display=False)
 show()
@@ -245,19 +336,39 @@ show()
 SAVES = 0.9  # a method "saves time" where it takes at most this share of the full model's time
 
 
-def saving_cells(rows: pd.DataFrame, ratio: float, method: str = "das") -> tuple[str, str, float, float]:
+def saving_cells(
+    rows: pd.DataFrame, ratio: float, method: str = "das"
+) -> tuple[str, str, float, float]:
     """Where ``method`` at ``ratio`` takes at most ``SAVES`` of the full model's time and where it
     does not, as text ("28 px at batch 16, ..."), and its lowest and highest time ratios."""
-    at = rows[(rows["method"] == method) & (rows["ratio"] == ratio)].sort_values(["size", "batch_size"])
-    cells = [(f"{row.size} px at batch {row.batch_size}", row.time_ratio_to_full) for row in at.itertuples()]
-    saves = ", ".join(name for name, value in cells if value <= SAVES) or "no size measured"
-    does_not = ", ".join(name for name, value in cells if value > SAVES) or "no size measured"
-    return saves, does_not, at["time_ratio_to_full"].min(), at["time_ratio_to_full"].max()
+    at = rows[
+        (rows["method"] == method) & (rows["ratio"] == ratio)
+    ].sort_values(["size", "batch_size"])
+    cells = [
+        (f"{row.size} px at batch {row.batch_size}", row.time_ratio_to_full)
+        for row in at.itertuples()
+    ]
+    saves = (
+        ", ".join(name for name, value in cells if value <= SAVES)
+        or "no size measured"
+    )
+    does_not = (
+        ", ".join(name for name, value in cells if value > SAVES)
+        or "no size measured"
+    )
+    return (
+        saves,
+        does_not,
+        at["time_ratio_to_full"].min(),
+        at["time_ratio_to_full"].max(),
+    )
 
 
 def time_ratios(rows: pd.DataFrame) -> str:
     table = rows[rows["method"].isin(["uniform", "das"])].pivot_table(
-        index=["method", "ratio"], columns=["size", "batch_size"], values="time_ratio_to_full"
+        index=["method", "ratio"],
+        columns=["size", "batch_size"],
+        values="time_ratio_to_full",
     )
     return table.round(3).to_string()
 
@@ -279,8 +390,14 @@ glue("map_gpu_saves", gpu_saves)
 glue("map_gpu_not", gpu_not)
 glue("map_gpu_best", gpu_best)
 glue("map_gpu_worst", gpu_worst)
-glue("map_gpu_batches", ", ".join(str(b) for b in sorted(gpu_rows["batch_size"].unique())))
-glue("map_gpu_sizes", ", ".join(str(s) for s in sorted(gpu_rows["size"].unique())))
+glue(
+    "map_gpu_batches",
+    ", ".join(str(b) for b in sorted(gpu_rows["batch_size"].unique())),
+)
+glue(
+    "map_gpu_sizes",
+    ", ".join(str(s) for s in sorted(gpu_rows["size"].unique())),
+)
 glue("map_gpu_device", gpu["environment"]["device"])
 
 # %% [markdown]
@@ -305,9 +422,16 @@ glue("map_gpu_device", gpu["environment"]["device"])
 
 # %%
 print(environment_line)
-single = everything[(everything["batch_size"] == 1) & everything["method"].isin(["full", "uniform", "das"])]
+single = everything[
+    (everything["batch_size"] == 1)
+    & everything["method"].isin(["full", "uniform", "das"])
+]
 if len(single):
-    latency = single.pivot_table(index=["method", "ratio"], columns="size", values=["latency_ms_p50", "latency_ms_p99"])
+    latency = single.pivot_table(
+        index=["method", "ratio"],
+        columns="size",
+        values=["latency_ms_p50", "latency_ms_p99"],
+    )
     print(latency.round(2).to_string())
 else:
     print("batch 1 was not measured in this run")
@@ -329,15 +453,28 @@ glue("cmp_memory_ratio", MEMORY_RATIO)
 if len(memory_rows):
     print(environment_line)
     memory_table = memory_rows.pivot_table(
-        index=["method", "ratio"], columns=["size", "mode"], values="peak_memory_mb", sort=False
+        index=["method", "ratio"],
+        columns=["size", "mode"],
+        values="peak_memory_mb",
+        sort=False,
     )
     print(memory_table.round(1).to_string())
-    largest = memory_rows[memory_rows["size"] == memory_rows["size"].max()].set_index(["method", "mode"])
+    largest = memory_rows[
+        memory_rows["size"] == memory_rows["size"].max()
+    ].set_index(["method", "mode"])
     peaks = largest["peak_memory_mb"]
     glue("cmp_memory_measure", memory_rows["measure"].iloc[0])
     glue("cmp_memory_size", memory_rows["size"].max())
-    glue("cmp_memory_das_training", peaks.get(("das", "training"), float("nan")) / peaks[("full", "training")])
-    glue("cmp_memory_das_inference", peaks.get(("das", "inference"), float("nan")) / peaks[("full", "inference")])
+    glue(
+        "cmp_memory_das_training",
+        peaks.get(("das", "training"), float("nan"))
+        / peaks[("full", "training")],
+    )
+    glue(
+        "cmp_memory_das_inference",
+        peaks.get(("das", "inference"), float("nan"))
+        / peaks[("full", "inference")],
+    )
 else:
     print("memory was not measured in this run")
     glue("cmp_memory_measure", "not measured in this run")
@@ -359,11 +496,17 @@ else:
 
 # %%
 print(environment_line)
-overhead = das_rows[["sampler_ms_per_volume", "sampler_time_share", "sampler_flops_share"]]
+overhead = das_rows[
+    ["sampler_ms_per_volume", "sampler_time_share", "sampler_flops_share"]
+]
 print(overhead.round(4).to_string())
 # Quoted below: the smallest size, at ratio 0.5 when measured (the share hardly depends on the ratio).
 smallest_size = min(sizes)
-at_half = das_rows.loc[(smallest_size, 0.5)] if 0.5 in ratios else das_rows.loc[smallest_size].iloc[0]
+at_half = (
+    das_rows.loc[(smallest_size, 0.5)]
+    if 0.5 in ratios
+    else das_rows.loc[smallest_size].iloc[0]
+)
 glue("cmp_size", smallest_size)
 glue("cmp_sampler_time_share", 100 * at_half["sampler_time_share"])
 glue("cmp_sampler_flops_share", 100 * at_half["sampler_flops_share"])
@@ -391,10 +534,19 @@ glue("cmp_features", features_label(report))
 # %%
 print(environment_line)
 checks = pd.DataFrame(check_targets(report))
-checks["result"] = checks["met"].map({True: "met", False: "missed", None: "not measured"})
-print(checks[["target", "value", "bound", "result"]].round(3).to_string(index=False))
+checks["result"] = checks["met"].map(
+    {True: "met", False: "missed", None: "not measured"}
+)
+print(
+    checks[["target", "value", "bound", "result"]]
+    .round(3)
+    .to_string(index=False)
+)
 for i, check in checks.iterrows():
-    glue(f"cmp_target_{i}_value", float("nan") if check["value"] is None else check["value"])
+    glue(
+        f"cmp_target_{i}_value",
+        float("nan") if check["value"] is None else check["value"],
+    )
     glue(f"cmp_target_{i}_bound", check["bound"])
     glue(f"cmp_target_{i}_result", check["result"])
 on_target_machine = env["threads"] == 2 and env["device"].startswith("cpu")
@@ -425,10 +577,14 @@ print(environment_line)
 training = pd.DataFrame(report["training"])
 training["volumes_per_second"] = training["frames_per_second"] / training["k"]
 print(training.round(1).to_string(index=False))
-full_fps = training.loc[training["method"] == "full", "frames_per_second"].item()
+full_fps = training.loc[
+    training["method"] == "full", "frames_per_second"
+].item()
 das_fps = training.loc[training["method"] == "das", "frames_per_second"].item()
 das_vps = training.loc[training["method"] == "das", "volumes_per_second"].item()
-full_vps = training.loc[training["method"] == "full", "volumes_per_second"].item()
+full_vps = training.loc[
+    training["method"] == "full", "volumes_per_second"
+].item()
 glue("cmp_train_steps", report["config"]["train_steps"])
 glue("cmp_full_fps", full_fps)
 glue("cmp_das_fps", das_fps)
@@ -459,7 +615,11 @@ glue("cmp_batch_s", data["batch_seconds_per_epoch"])
 glue("cmp_compute_s", data["compute_seconds_per_epoch"])
 glue("cmp_data_share", 100 * data["data_share_of_epoch"])
 glue("cmp_loader_s", data["dataloader_batch_seconds_per_epoch"])
-glue("cmp_loader_ratio", data["dataloader_batch_seconds_per_epoch"] / data["batch_seconds_per_epoch"])
+glue(
+    "cmp_loader_ratio",
+    data["dataloader_batch_seconds_per_epoch"]
+    / data["batch_seconds_per_epoch"],
+)
 
 # %% [markdown]
 # Per epoch of {glue:text}`cmp_data_volumes` volumes (scaled from {glue:text}`cmp_data_batches`
@@ -497,11 +657,19 @@ def projection_is_current(report: dict) -> bool:
     )
 
 
-stored = json.loads(projection_file.read_text()) if projection_file.is_file() else None
+stored = (
+    json.loads(projection_file.read_text())
+    if projection_file.is_file()
+    else None
+)
 if not (reuse and stored is not None and projection_is_current(stored)):
     project_runs(runs, project_steps, profile=project_profile, out_dir=out_dir)
-projection = json.loads(projection_file.read_text())  # the figures below come from this file
-projected = pd.DataFrame(projection["runs"]).assign(hours=lambda runs: runs["run_s"] / 3600)
+projection = json.loads(
+    projection_file.read_text()
+)  # the figures below come from this file
+projected = pd.DataFrame(projection["runs"]).assign(
+    hours=lambda runs: runs["run_s"] / 3600
+)
 print(
     f"{projection['environment']['device']} | torch {projection['environment']['torch']} | "
     f"{projection['environment']['threads']} threads"
@@ -533,7 +701,10 @@ glue("cmp_project_steps", project_steps)
 glue("cmp_project_runs", len(projection["runs"]))
 glue("cmp_project_hours", projection["total_s"] / 3600)
 glue("cmp_project_device", projection["environment"]["device"])
-glue("cmp_project_full_share", 100 * per_method.get("full", float("nan")) / per_method.sum())
+glue(
+    "cmp_project_full_share",
+    100 * per_method.get("full", float("nan")) / per_method.sum(),
+)
 
 # %% [markdown]
 # The {glue:text}`cmp_project_runs` runs of the {glue:text}`cmp_project_profile` profile would take
@@ -554,11 +725,18 @@ print(
     f"read from {(gpu_dir / 'bench.json').relative_to(ROOT)}"
 )
 gpu_full = gpu_rows[gpu_rows["method"] == "full"].set_index("size")
-print("full model, ms per volume:", gpu_full["ms_per_volume"].round(3).to_dict())
+print(
+    "full model, ms per volume:", gpu_full["ms_per_volume"].round(3).to_dict()
+)
 print("time against the full model:")
 print(
     gpu_rows[gpu_rows["method"] != "full"]
-    .pivot_table(index="method", columns=["size", "ratio"], values="time_ratio_to_full", sort=False)
+    .pivot_table(
+        index="method",
+        columns=["size", "ratio"],
+        values="time_ratio_to_full",
+        sort=False,
+    )
     .round(3)
     .to_string()
 )
@@ -575,7 +753,10 @@ gpu_runs = pd.DataFrame(
             "frames_per_s": run["timings"]["throughput_frames_per_s"],
             "wall_s": run["timings"]["wall_s"],
         }
-        for run in (json.loads(path.read_text()) for path in sorted((gpu_dir / "table1").rglob("seed*.json")))
+        for run in (
+            json.loads(path.read_text())
+            for path in sorted((gpu_dir / "table1").rglob("seed*.json"))
+        )
     ]
 )
 print(gpu_runs.round(2).to_string(index=False))
@@ -583,7 +764,10 @@ gpu_projection = json.loads((gpu_dir / "projection-paper.json").read_text())
 glue("gpu_device", gpu["environment"]["device"])
 glue("gpu_full_ms_28", gpu_full.loc[28, "ms_per_volume"])
 glue("gpu_full_ms_64", gpu_full.loc[64, "ms_per_volume"])
-glue("gpu_flops_64_over_28", gpu_full.loc[64, "flops_per_volume"] / gpu_full.loc[28, "flops_per_volume"])
+glue(
+    "gpu_flops_64_over_28",
+    gpu_full.loc[64, "flops_per_volume"] / gpu_full.loc[28, "flops_per_volume"],
+)
 glue("gpu_das_half", gpu_das.loc[(28, 0.5), "time_ratio_to_full"])
 glue("gpu_das_quarter", gpu_das.loc[(28, 0.25), "time_ratio_to_full"])
 glue("gpu_sampler_share", 100 * gpu_das.loc[(28, 0.5), "sampler_time_share"])

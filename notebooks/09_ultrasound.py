@@ -26,13 +26,18 @@
 # 3. a **real** ultrasound cine, the 30-frame echocardiogram that pydicom ships as a test file, with the
 #    frames DAS keeps.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
 seed = 0  # seeds the synthetic frames of the layout demo and the Gumbel draws
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
 busv_root = None  # folder holding BUSV's rawframes/ (real data); None: the layout demo only
-methods = ["full", "uniform", "dps", "das"]  # methods of the synthetic-video experiment
+methods = [
+    "full",
+    "uniform",
+    "dps",
+    "das",
+]  # methods of the synthetic-video experiment
 seeds = [0]  # training seeds of the experiment
 epochs = 2  # training epochs per run
 max_samples = 96  # training videos per run (and validation/test videos); 512 is the whole train split
@@ -50,9 +55,21 @@ import torch
 from IPython.display import Markdown, display
 from PIL import Image
 
-from das.chapters import glue, in_repository, setup_plots, show, sweep, trained_model
+from das.chapters import (
+    glue,
+    in_repository,
+    setup_plots,
+    show,
+    sweep,
+    trained_model,
+)
 from das.config import TrainConfig
-from das.data import load_busv, load_dataset, load_pydicom_cine, make_synthetic_ultrasound
+from das.data import (
+    load_busv,
+    load_dataset,
+    load_pydicom_cine,
+    make_synthetic_ultrasound,
+)
 from das.data.ultrasound import resample_indices
 from das.results import format_summary, summarize
 from das.samplers import make_sampler
@@ -72,14 +89,25 @@ COLORS = {
 
 
 def filmstrip(
-    frames: torch.Tensor, picked, columns: int, title: str, labels=None, color: str = "tab:orange", fade: bool = True
+    frames: torch.Tensor,
+    picked,
+    columns: int,
+    title: str,
+    labels=None,
+    color: str = "tab:orange",
+    fade: bool = True,
 ) -> None:
     """Frames ``[T, 1, H, W]`` in rows of ``columns``; picked frames framed in ``color``, the others
     faded (``fade``) or shown as they are."""
     rows = -(-len(frames) // columns)
     height, width = frames.shape[-2:]
     side = 6.8 / columns  # the figure spans the text column
-    fig, axes = plt.subplots(rows, columns, figsize=(6.8, side * rows * height / width + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(6.8, side * rows * height / width + 0.6),
+        squeeze=False,
+    )
     for t, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -87,10 +115,23 @@ def filmstrip(
             ax.set_axis_off()
             continue
         keep = t in picked
-        ax.imshow(frames[t, 0].numpy(), cmap="gray", vmin=0, vmax=1, alpha=1.0 if keep or not fade else 0.35)
-        ax.set_title(str(t if labels is None else labels[t]), color=color if keep else "gray", pad=2)
+        ax.imshow(
+            frames[t, 0].numpy(),
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            alpha=1.0 if keep or not fade else 0.35,
+        )
+        ax.set_title(
+            str(t if labels is None else labels[t]),
+            color=color if keep else "gray",
+            pad=2,
+        )
         for spine in ax.spines.values():
-            spine.set(color=color if keep else "lightgray", linewidth=2.5 if keep else 0.5)
+            spine.set(
+                color=color if keep else "lightgray",
+                linewidth=2.5 if keep else 0.5,
+            )
     fig.suptitle(title)
     fig.tight_layout()
     show()
@@ -114,22 +155,37 @@ def filmstrip(
 lengths = {"benign": [20, 9], "malignant": [13, 24]}  # frames per demo video
 demo_dir = tempfile.TemporaryDirectory(prefix="busv-layout-demo-")
 demo_root = Path(demo_dir.name)
-source = make_synthetic_ultrasound(4, num_frames=max(max(v) for v in lengths.values()), image_size=64, seed=seed)
+source = make_synthetic_ultrasound(
+    4,
+    num_frames=max(max(v) for v in lengths.values()),
+    image_size=64,
+    seed=seed,
+)
 video = 0
 for label, counts in lengths.items():
     for number, count in enumerate(counts, 1):
         folder = demo_root / "rawframes" / label / f"video{number}"
         folder.mkdir(parents=True)
         for t in range(count):
-            Image.fromarray(source.images[video, t, 0].numpy()).save(folder / f"{t + 1}.png")
+            Image.fromarray(source.images[video, t, 0].numpy()).save(
+                folder / f"{t + 1}.png"
+            )
         video += 1
 demo = load_busv(demo_root, num_frames=num_frames, image_size=image_size)
-print("layout:", *sorted(str(p.relative_to(demo_root)) for p in demo_root.glob("rawframes/*/*")), sep="\n  ")
+print(
+    "layout:",
+    *sorted(
+        str(p.relative_to(demo_root)) for p in demo_root.glob("rawframes/*/*")
+    ),
+    sep="\n  ",
+)
 print(demo)
 print("labels:", demo.labels.tolist(), "=", demo.label_names)
 for label, counts in lengths.items():
     for count in counts:
-        print(f"{label} video of {count:>2} PNGs -> frames {(resample_indices(count, num_frames) + 1).tolist()}")
+        print(
+            f"{label} video of {count:>2} PNGs -> frames {(resample_indices(count, num_frames) + 1).tolist()}"
+        )
 
 # %%
 if busv_root is None:
@@ -145,7 +201,10 @@ if busv_root is None:
 else:
     busv = load_busv(busv_root, num_frames=num_frames, image_size=image_size)
     print(busv)
-    print("videos per class:", dict(zip(busv.label_names, torch.bincount(busv.labels).tolist())))
+    print(
+        "videos per class:",
+        dict(zip(busv.label_names, torch.bincount(busv.labels).tolist())),
+    )
     filmstrip(
         busv[0][0],
         set(range(num_frames)),
@@ -166,7 +225,9 @@ demo_dir.cleanup()
 # lesion. One video (at 64 pixels here; the experiment uses `image_size`):
 
 # %%
-example = load_dataset("synthetic_ultrasound", "test", size=64, num_samples=8, seed=seed)
+example = load_dataset(
+    "synthetic_ultrasound", "test", size=64, num_samples=8, seed=seed
+)
 shown = int(example.informative.sum(1).argmax())
 x_example = example[shown][0]
 filmstrip(
@@ -209,8 +270,14 @@ runs = [
     for run_seed in seeds
 ]
 # The first DAS run keeps its checkpoint: its trained sampler is applied to the real cine below.
-keep = [run for run in runs if run.config.method == "das" and run.config.seed == seeds[0]]
-outcomes = sweep([run for run in runs if run not in keep], store) + sweep(keep, store, keep_checkpoint=True)
+keep = [
+    run
+    for run in runs
+    if run.config.method == "das" and run.config.seed == seeds[0]
+]
+outcomes = sweep([run for run in runs if run not in keep], store) + sweep(
+    keep, store, keep_checkpoint=True
+)
 records = [outcome.record for outcome in outcomes]
 table = summarize(records)
 display(format_summary(table).set_index(["dataset", "method"]))
@@ -222,7 +289,12 @@ glue("n_epochs", epochs, display=False)
 glue("chance", 100 / num_classes, display=False)
 glue(
     "bacc_list",
-    Markdown("; ".join(f"{row.method} {100 * row.balanced_accuracy_mean:.1f}%" for row in table.itertuples())),
+    Markdown(
+        "; ".join(
+            f"{row.method} {100 * row.balanced_accuracy_mean:.1f}%"
+            for row in table.itertuples()
+        )
+    ),
     display=False,
 )
 
@@ -274,8 +346,14 @@ literal = make_sampler("das", T_cine, T_cine // 2, base="variance").eval()
 with torch.no_grad():
     literal_scores = literal.scores(cine[None])
     literal_picks = literal(cine[None]).indices[0].tolist()
-uniform_picks = make_sampler("uniform", T_cine, T_cine // 2)(cine[None]).indices[0].tolist()
-print("cine:", tuple(cine.shape), "= [T, C, H, W] (real, pydicom examples_ybr_color.dcm)")
+uniform_picks = (
+    make_sampler("uniform", T_cine, T_cine // 2)(cine[None]).indices[0].tolist()
+)
+print(
+    "cine:",
+    tuple(cine.shape),
+    "= [T, C, H, W] (real, pydicom examples_ybr_color.dcm)",
+)
 print("DAS, base='variance', keeps:", literal_picks)
 print("uniform keeps:              ", uniform_picks)
 glue("cine_first", literal_picks[0], display=False)
@@ -284,28 +362,53 @@ glue("cine_k", len(literal_picks), display=False)
 
 # %%
 title = f"Real echocardiogram cine (pydicom test file): the {len(literal_picks)} frames paper-literal DAS keeps"
-filmstrip(cine, set(literal_picks), 10, title + " (base = frame variance) are framed")
+filmstrip(
+    cine, set(literal_picks), 10, title + " (base = frame variance) are framed"
+)
 
 # %% tags=["hide-input"]
-rows = [("uniform", uniform_picks, "tab:green"), ("DAS, variance (paper-literal)", literal_picks, "tab:orange")]
+rows = [
+    ("uniform", uniform_picks, "tab:green"),
+    ("DAS, variance (paper-literal)", literal_picks, "tab:orange"),
+]
 if keep:  # the DAS trained above: its weights are in the kept checkpoint of its first seed
     das_model = trained_model(outcomes[-1], store)
-    resampled = torch.as_tensor(resample_indices(T_cine, num_frames))  # cine frame of each of the num_frames
-    small = load_pydicom_cine(image_size=image_size)[resampled]  # [num_frames, 1, S, S]
+    resampled = torch.as_tensor(
+        resample_indices(T_cine, num_frames)
+    )  # cine frame of each of the num_frames
+    small = load_pydicom_cine(image_size=image_size)[
+        resampled
+    ]  # [num_frames, 1, S, S]
     with torch.no_grad():
-        trained_picks = resampled[das_model.eval().sampler(small[None]).indices[0]].tolist()
-    print(f"trained DAS (synthetic videos), on {num_frames} of the {T_cine} frames, keeps cine frames:", trained_picks)
+        trained_picks = resampled[
+            das_model.eval().sampler(small[None]).indices[0]
+        ].tolist()
+    print(
+        f"trained DAS (synthetic videos), on {num_frames} of the {T_cine} frames, keeps cine frames:",
+        trained_picks,
+    )
     rows.append(("DAS, trained on synthetic videos", trained_picks, "tab:red"))
 
 fig, ax = plt.subplots(figsize=(6.8, 2.6))
 standardised = literal_scores.base[0].numpy()
 ax.plot(
-    range(T_cine), standardised, "o-", color="tab:gray", markersize=4, label="$a_{base}$ = standardised frame variance"
+    range(T_cine),
+    standardised,
+    "o-",
+    color="tab:gray",
+    markersize=4,
+    label="$a_{base}$ = standardised frame variance",
 )
 ax.set(xlabel="cine frame", ylabel="$a_{base}$")
 low = standardised.min() - 0.5
 for offset, (label, picks, color) in enumerate(rows):
-    ax.scatter(picks, np.full(len(picks), low - 0.45 * offset), marker="s", color=color, label=label)
+    ax.scatter(
+        picks,
+        np.full(len(picks), low - 0.45 * offset),
+        marker="s",
+        color=color,
+        label=label,
+    )
 ax.set_xlim(-0.5, T_cine - 0.5)
 ax.legend(frameon=False, loc="upper left", ncol=2)
 ax.grid(alpha=0.3)

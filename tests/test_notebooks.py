@@ -130,6 +130,9 @@ def test_runner_skips_an_unchanged_notebook_and_reruns_a_changed_one(scratch: Pa
     assert (first.cached, second.cached) == (False, True)
     outputs = [o for c in nbformat.read(first.output, as_version=4).cells for o in c.get("outputs", [])]
     assert any(o.get("text") == "ci\n" for o in outputs), "the scale was not injected"
+    cells = nbformat.read(first.output, as_version=4).cells
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and all("hide-input" in c.metadata["tags"] for c in injected), "injected parameters not folded"
     write_notebook(scratch, "tiny", "# %%\nprint(scale, 2)\n")
     assert run().cached is False
 
