@@ -78,6 +78,8 @@ print(
     torch.bincount(train.labels, minlength=train.num_classes).tolist(),
 )
 print(f"using the first {N} volumes for the statistics below")
+
+# %% tags=["remove-cell"]
 glue("n_train", len(train), display=False)
 glue("n_used", N, display=False)
 glue("T", T, display=False)
@@ -140,6 +142,8 @@ rho = np.array(rho)
 # %% tags=["nbval-check-output"]
 print("distance d:   ", list(range(1, 6)))
 print("correlation:  ", np.round(rho[:5], 2))
+
+# %% tags=["remove-cell"]
 glue("rho1", float(rho[0]), display=False)
 glue("rho2", float(rho[1]), display=False)
 glue(
@@ -195,6 +199,8 @@ print(
     f"slices for 99% of the foreground: median {n99.median().item()}, range {n99.min().item()}-{n99.max().item()} of {T}"
 )
 print(f"empty slices per volume: mean {empty.mean().item():.1%}")
+
+# %% tags=["remove-cell"]
 glue("n90_median", int(n90.median()), display=False)
 glue("n99_median", int(n99.median()), display=False)
 glue("empty_share", empty.mean().item(), display=False)
@@ -299,6 +305,8 @@ print(
     .assign(flops_vs_T=cost.flops_vs_T.round(3))
     .to_string(index=False)
 )
+
+# %% tags=["remove-cell"]
 glue("mflops_slice", per_slice / 1e6, display=False)
 glue("mmacs_slice", per_slice / 2e6, display=False)
 

@@ -95,6 +95,8 @@ print("per-seed p-values, sorted:", np.round(np.sort(pvalues), 2))
 print(
     f"Kolmogorov-Smirnov test that the p-values are uniform: p = {uniformity.pvalue:.3f}"
 )
+
+# %% tags=["remove-cell"]
 glue("gm_draws", num_draws, display=False)
 glue("gm_replicates", replicates, display=False)
 glue("gm_mean_chi2", mean_chi2, display=False)
@@ -271,6 +273,8 @@ for name, (bias, cosine, variance) in rows.items():
 sf_error = (
     (sf.var(0).sum() / grad_samples).sqrt().item()
 )  # Monte Carlo error of the mean
+
+# %% tags=["remove-cell"]
 glue("sf_bias", rows["REINFORCE"][0], display=False)
 glue("sf_error", sf_error, display=False)
 glue("st_bias_1", rows["ST tau=1.0"][0], display=False)

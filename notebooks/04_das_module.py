@@ -133,6 +133,8 @@ names = [
 k = round(0.5 * T)
 print("volumes:", names)
 print("x:", tuple(x.shape), "= [B, T, C, H, W];", f"k = {k} of T = {T}")
+
+# %% tags=["remove-cell"]
 glue("T", T, display=False)
 glue("k", k, display=False)
 
@@ -300,10 +302,12 @@ for method, record in records.items():
         "auc"
     ]  # None (JSON null) when undefined, e.g. one class in a tiny test set
     glue(f"{method}_auc", float("nan") if auc is None else auc, display=False)
-glue("train_epochs", epochs, display=False)
-glue("train_volumes", records["das"]["split_sizes"]["train"], display=False)
 sampler = models["das"].sampler
 dps = models["dps"].sampler
+
+# %% tags=["remove-cell"]
+glue("train_epochs", epochs, display=False)
+glue("train_volumes", records["das"]["split_sizes"]["train"], display=False)
 
 # %% [markdown]
 # After {glue:text}`train_epochs` epoch(s) on {glue:text}`train_volumes` volumes DAS reaches a balanced
@@ -415,6 +419,8 @@ show()
 # %%
 for name, tau in zip(names, scores.tau):
     print(f"{name}: tau = {tau.item():.3f}")
+
+# %% tags=["remove-cell"]
 glue("tau_0", scores.tau[0].item(), display=False)
 glue("tau_1", scores.tau[1].item(), display=False)
 
@@ -558,6 +564,8 @@ for name, counts in distinct.items():
             for n, c in zip(("volume 0", "volume 1"), counts)
         )
     )
+
+# %% tags=["remove-cell"]
 glue("num_draws", num_draws, display=False)
 glue(
     "distinct_literal",
@@ -695,6 +703,8 @@ print(
     f"synthetic test split: {len(syn_test)} volumes, T = {syn_test.num_frames}"
 )
 print(capacity.round(1).to_string())
+
+# %% tags=["remove-cell"]
 glue(
     "syn_lap_hit",
     float(capacity.loc["laplacian", "peak = informative slice (%)"]),
@@ -745,16 +755,18 @@ verdict = (
     if hits < static_hits - 5
     else verdict
 )
+print(
+    f"informative slice among DAS's {syn_sampler.k} picks: {hits:.1f}% of the {len(syn_test)} test volumes "
+    f"(any static choice: {static_hits:.0f}%); test balanced accuracy {syn_bacc:.1f}%"
+)
+
+# %% tags=["remove-cell"]
 glue("syn_hits", hits, display=False)
 glue("syn_static", static_hits, display=False)
 glue("syn_verdict", Markdown(verdict), display=False)
 glue("syn_epochs", syn_record["epochs_run"], display=False)
 glue("syn_train_n", synthetic_samples, display=False)
 glue("syn_bacc", syn_bacc, display=False)
-print(
-    f"informative slice among DAS's {syn_sampler.k} picks: {hits:.1f}% of the {len(syn_test)} test volumes "
-    f"(any static choice: {static_hits:.0f}%); test balanced accuracy {syn_bacc:.1f}%"
-)
 
 # %% tags=["hide-input"]
 v = int(rng.integers(len(syn_test)))

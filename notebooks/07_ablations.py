@@ -572,6 +572,8 @@ for label in ("ours (defaults)", "with replacement (paper-literal)"):
     )
 duplicates = pd.DataFrame(dup_rows).set_index("variant")
 print(duplicates[["at initialisation (%)"]].to_string())
+
+# %% tags=["remove-cell"]
 glue(
     "dup_init",
     duplicates.loc["with replacement (paper-literal)", "at initialisation (%)"],

@@ -255,6 +255,8 @@ times = inference.pivot_table(
     index="method", columns=["size", "ratio"], values="ms_per_volume"
 )
 print(times.reindex(["full", *methods]).round(3).to_string())
+
+# %% tags=["remove-cell"]
 glue("cmp_repeats", config.repeats)
 
 # %% [markdown]
@@ -380,6 +382,8 @@ print(environment_line, "(time / full, by size and batch size)")
 print(time_ratios(everything))
 print(f"{gpu['environment']['device']}, stored:")
 print(time_ratios(gpu_rows))
+
+# %% tags=["remove-cell"]
 glue("map_ratio", map_ratio)
 glue("map_saves", SAVES)
 glue("map_cpu_saves", cpu_saves)
@@ -435,6 +439,8 @@ if len(single):
     print(latency.round(2).to_string())
 else:
     print("batch 1 was not measured in this run")
+
+# %% tags=["remove-cell"]
 glue("cmp_latency_repeats", config.latency_repeats)
 
 # %% [markdown]
@@ -448,8 +454,6 @@ glue("cmp_latency_repeats", config.latency_repeats)
 
 # %%
 memory_rows = pd.DataFrame(report["memory"])
-glue("cmp_memory_batch", config.batch_size)
-glue("cmp_memory_ratio", MEMORY_RATIO)
 if len(memory_rows):
     print(environment_line)
     memory_table = memory_rows.pivot_table(
@@ -482,6 +486,10 @@ else:
     glue("cmp_memory_das_training", float("nan"))
     glue("cmp_memory_das_inference", float("nan"))
 
+# %% tags=["remove-cell"]
+glue("cmp_memory_batch", config.batch_size)
+glue("cmp_memory_ratio", MEMORY_RATIO)
+
 # %% [markdown]
 # At {glue:text}`cmp_memory_size` px, DAS at ratio {glue:text}`cmp_memory_ratio` needs
 # {glue:text}`cmp_memory_das_training:.2f` times the full model's memory for a training step and
@@ -507,6 +515,8 @@ at_half = (
     if 0.5 in ratios
     else das_rows.loc[smallest_size].iloc[0]
 )
+
+# %% tags=["remove-cell"]
 glue("cmp_size", smallest_size)
 glue("cmp_sampler_time_share", 100 * at_half["sampler_time_share"])
 glue("cmp_sampler_flops_share", 100 * at_half["sampler_flops_share"])
@@ -550,6 +560,8 @@ for i, check in checks.iterrows():
     glue(f"cmp_target_{i}_bound", check["bound"])
     glue(f"cmp_target_{i}_result", check["result"])
 on_target_machine = env["threads"] == 2 and env["device"].startswith("cpu")
+
+# %% tags=["remove-cell"]
 glue("cmp_setting", "matches" if on_target_machine else "differs from")
 
 # %% [markdown]
@@ -585,6 +597,8 @@ das_vps = training.loc[training["method"] == "das", "volumes_per_second"].item()
 full_vps = training.loc[
     training["method"] == "full", "volumes_per_second"
 ].item()
+
+# %% tags=["remove-cell"]
 glue("cmp_train_steps", report["config"]["train_steps"])
 glue("cmp_full_fps", full_fps)
 glue("cmp_das_fps", das_fps)
@@ -609,6 +623,8 @@ glue("cmp_volume_speedup", das_vps / full_vps)
 print(environment_line)
 data = report["data"]
 print(pd.Series(data).to_string())
+
+# %% tags=["remove-cell"]
 glue("cmp_data_volumes", data["volumes"])
 glue("cmp_data_batches", data["batches_timed"])
 glue("cmp_batch_s", data["batch_seconds_per_epoch"])
@@ -696,6 +712,8 @@ print(
     .to_string()
 )
 per_method = projected.groupby("method", sort=False)["run_s"].sum()
+
+# %% tags=["remove-cell"]
 glue("cmp_project_profile", project_profile)
 glue("cmp_project_steps", project_steps)
 glue("cmp_project_runs", len(projection["runs"]))
@@ -761,6 +779,8 @@ gpu_runs = pd.DataFrame(
 )
 print(gpu_runs.round(2).to_string(index=False))
 gpu_projection = json.loads((gpu_dir / "projection-paper.json").read_text())
+
+# %% tags=["remove-cell"]
 glue("gpu_device", gpu["environment"]["device"])
 glue("gpu_full_ms_28", gpu_full.loc[28, "ms_per_volume"])
 glue("gpu_full_ms_64", gpu_full.loc[64, "ms_per_volume"])

@@ -282,6 +282,8 @@ records = [outcome.record for outcome in outcomes]
 table = summarize(records)
 display(format_summary(table).set_index(["dataset", "method"]))
 num_classes = len(records[0]["test_predictions"]["probs"][0])
+
+# %% tags=["remove-cell"]
 glue("n_train", records[0]["split_sizes"]["train"], display=False)
 glue("n_test", records[0]["split_sizes"]["test"], display=False)
 glue("n_seeds", len(seeds), display=False)
@@ -356,6 +358,8 @@ print(
 )
 print("DAS, base='variance', keeps:", literal_picks)
 print("uniform keeps:              ", uniform_picks)
+
+# %% tags=["remove-cell"]
 glue("cine_first", literal_picks[0], display=False)
 glue("cine_last", literal_picks[-1], display=False)
 glue("cine_k", len(literal_picks), display=False)
