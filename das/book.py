@@ -12,8 +12,8 @@ A scale is not a sweep profile (:mod:`das.profiles`): a chapter's ``profile`` kn
 trains, and the scale may set it.
 
 ``run`` writes the executed chapters to ``_build/<scale>/executed/`` and skips one whose key (a hash
-of its source, its parameters and every source file of the ``das`` package) has not changed since it
-last ran to the end. ``build`` first checks the data the chapters read (:mod:`das.data.fetch`), then
+of its source, its parameters, every source file of the ``das`` package and the stored runs under
+``measurements/``) has not changed since it last ran to the end. ``build`` first checks the data the chapters read (:mod:`das.data.fetch`), then
 stages ``_config.yml``, ``_toc.yml``, ``book/`` and the executed chapters (running what is stale) into
 ``_build/<scale>/src`` and builds that copy with ``jupyter-book build --all -W --keep-going`` (the
 config turns execution off, so the HTML shows exactly the outputs papermill recorded). While a chapter
@@ -148,6 +148,18 @@ def cache_key(source: Path, parameters: dict[str, object], package: str) -> str:
     return digest.hexdigest()
 
 
+def inputs_digest() -> str:
+    """What every chapter's output may depend on besides its source and parameters: the ``das``
+    sources and the stored runs under ``measurements/``."""
+    digest = hashlib.sha256(package_digest().encode())
+    measurements = ROOT / "measurements"
+    for path in sorted(measurements.rglob("*")) if measurements.is_dir() else []:
+        if path.is_file():
+            digest.update(path.relative_to(ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def kernel_environment() -> None:
     """Environment the kernels inherit: the package importable, no debugger noise (the data folder is
     ``das.data.medmnist3d.default_root()`` in the kernel too)."""
@@ -204,7 +216,7 @@ def run_notebook(
 
     source = source_path(name, notebooks_dir)
     parameters = notebook_parameters(name, scale)
-    key = cache_key(source, parameters, package_digest() if package is None else package)
+    key = cache_key(source, parameters, inputs_digest() if package is None else package)
     out_dir.mkdir(parents=True, exist_ok=True)
     output, key_file = out_dir / f"{name}.ipynb", out_dir / f"{name}.key"
     if not force and output.is_file() and key_file.is_file() and key_file.read_text() == key:
@@ -229,6 +241,8 @@ def run_notebook(
             )
         except PapermillExecutionError as error:
             raise NotebookFailed(_failure_message(name, source, error, output)) from None
+        except Exception as error:  # noqa: BLE001 -- a dead kernel, a timeout: this chapter fails, the rest run
+            raise NotebookFailed(f"notebook {name} did not run to the end: {type(error).__name__}: {error}") from None
         finally:
             done.set()
             relay.join()
@@ -260,7 +274,7 @@ def run_all(
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ValueError(f"--only: unknown notebook(s) {unknown}; notebooks in _toc.yml: {', '.join(names)}")
-    package = package_digest()
+    package = inputs_digest()
     results, failures = [], []
     chosen = [n for n in names if not only or n in only]
     for number, name in enumerate(chosen, 1):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from das.checkpoint import DamagedCheckpointWarning
 from das.model import SubsampledClassifier
-from das.results import read_record
+from das.results import DamagedRecordWarning, read_record
 from das.sweep import Outcome, Run, run_sweep
 from das.train import build_model
 
@@ -55,7 +57,18 @@ def sweep(runs: Sequence[Run], results_dir: str | Path, **options: Any) -> list[
     executor = json.loads(os.environ.get(EXECUTOR_ENV) or "{}")
     stream = open(path, "a", buffering=1) if path else None  # noqa: SIM115 -- closed below
     try:
-        return run_sweep(runs, in_repository(results_dir), progress=stream or False, **executor, **options)
+        # A damaged record or checkpoint is set aside and its run retrained: say so on the builder's
+        # terminal; as a warning it would reach the page (stderr), which fails the build.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DamagedRecordWarning)
+            warnings.simplefilter("always", DamagedCheckpointWarning)
+            outcomes = run_sweep(runs, in_repository(results_dir), progress=stream or False, **executor, **options)
+        for warning in caught:
+            if issubclass(warning.category, (DamagedRecordWarning, DamagedCheckpointWarning)) and stream:
+                stream.write(f"{warning.category.__name__}: {warning.message}\n")
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return outcomes
     finally:
         if stream is not None:
             stream.close()

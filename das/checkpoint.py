@@ -1,9 +1,10 @@
 """Checkpoints of a run in progress: written atomically after every epoch, read back to resume.
 
-A checkpoint holds the model, the optimiser, the history, the best weights, the RNG states and the
-:func:`das.provenance.training_digest` of the code that wrote it. :func:`train` resumes from one
-only if the run's settings match (:func:`resume_differences`) and the training code is the same,
-so a resumed run has the numbers of an uninterrupted one. A file that cannot be read is set aside,
+A checkpoint holds the model, the optimiser, the history, the best weights, the RNG states, the
+:func:`das.provenance.training_digest` of the code that wrote it, its device type and CPU thread
+count. :func:`train` resumes from one only if the run's settings match (:func:`resume_differences`)
+and the code, device type and thread count are the same, so a resumed run has the numbers of an
+uninterrupted one. A file that cannot be read is set aside,
 never trusted.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from das.config import RESUMABLE_CHANGES, TrainConfig
+from das.config import RESUMABLE_CHANGES, TrainConfig, resolve_device
 from das.provenance import training_digest
 
 
@@ -68,6 +69,11 @@ def _checkpoint_differences(state: dict[str, Any], config: TrainConfig) -> list[
     differ = resume_differences(config, state["config"], state["epoch"])
     if state.get("training_digest") != training_digest():
         differ.append("training code")
+    device = resolve_device(config.device).type
+    if state.get("device_type") != device:
+        differ.append("device")  # another RNG and other float rounding: the run starts over
+    elif device == "cpu" and state.get("threads") != (config.num_threads or torch.get_num_threads()):
+        differ.append("CPU threads")  # other float sums
     return differ
 
 

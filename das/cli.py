@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from das.augment import AUGMENTATIONS
-from das.config import CLASS_WEIGHTS, COMPILE_MODES, LR_SCHEDULES, SELECT_METRICS, TrainConfig
+from das.config import CLASS_WEIGHTS, COMPILE_MODES, LR_SCHEDULES, SELECT_METRICS, TrainConfig, resolve_device
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
@@ -218,6 +218,7 @@ def _run_train(args: argparse.Namespace) -> int:
             config = get_profile(args.profile).config(args.dataset, args.method, args.seed, **overrides)
         else:
             config = TrainConfig(dataset=args.dataset, method=args.method, seed=args.seed, **overrides)
+        resolve_device(config.device)  # a CUDA device asked for where there is none: one line
         run = Run(args.profile or "custom", config)
         check_writable(args.results_dir)
         if args.force or stored_record(run, args.results_dir) is None:
@@ -267,6 +268,8 @@ def _add_table1(parser: argparse.ArgumentParser) -> None:
 def _run_table1(args: argparse.Namespace) -> int:
     try:  # validate every run's settings before training anything
         runs = profile_runs(args.profile, args.datasets, args.methods, args.seeds, **_overrides(args))
+        for run in runs:
+            resolve_device(run.config.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
     status = _run_runs(runs, args)
@@ -360,6 +363,8 @@ def _run_sweep_command(args: argparse.Namespace) -> int:
         overrides["seeds"] = args.seeds
     try:
         runs = SWEEPS[args.name][1](args.profile, **overrides)
+        for run in runs:
+            resolve_device(run.config.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.list:
@@ -474,6 +479,8 @@ def _run_project(args: argparse.Namespace) -> int:
     }
     try:  # validate every run's settings (an unavailable device, say) before timing anything
         configs = profile_configs(args.profile, args.datasets, args.methods, args.seeds, **overrides)
+        for config in configs:
+            resolve_device(config.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
     options = _executor_options(args)

@@ -126,7 +126,7 @@ class TrainConfig:
             raise ValueError(f"unknown backbone {self.backbone!r}; valid backbones: {', '.join(BACKBONES)}")
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; valid pools: {', '.join(POOLS)}")
-        resolve_device(self.device)
+        check_device_name(self.device)  # available or not: see resolve_device, called by whoever runs it
 
     @property
     def resolved_sampler_lr(self) -> float:
@@ -162,16 +162,26 @@ class TrainConfig:
         return cls(**values)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else must name an available device."""
+def check_device_name(device: str | torch.device) -> str | torch.device:
+    """``device`` if it names a device this project runs on (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``), whether or not this machine has it: a stored run made on a GPU is read on a CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device
     try:
-        resolved = torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if resolved.type not in ("cpu", "cuda"):
+    if parsed.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else must name an available device."""
+    check_device_name(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu' or 'auto'")
     return resolved

@@ -180,7 +180,7 @@ def ablation_runs(
                     dataset, method, seed, **{**overrides, "ratio": ratio, "sampler_options": dict(options)}
                 )
                 table1 = spec.config(dataset, method, seed, **overrides)
-                same = method in spec.methods and not config.differences(table1.to_dict())
+                same = dataset in spec.datasets and method in spec.methods and not config.differences(table1.to_dict())
                 runs.append(Run(profile if same else f"{profile}/ablations/{variant}", config))
     return runs
 

@@ -31,7 +31,8 @@ The record (schema version :data:`SCHEMA_VERSION`, checked by :func:`validate_re
 
 A stored record stands for a config only if :func:`stale_reasons` finds nothing: the same settings
 (outside the fields that only say where a run runs), the same training code
-(:func:`training_digest`), the same device type and, on CPU, the same thread count.
+(:func:`das.provenance.training_digest`), the same torch, the same device type and, on CPU, the
+same thread count.
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def validate_record(record: Any) -> list[str]:
     if not 1 <= record["k"] <= record["num_frames"]:
         problems.append(f"k {record['k']} outside 1..num_frames {record['num_frames']}")
     predictions = record.get("test_predictions")
-    if predictions is not None:
+    if predictions is not None and not isinstance(predictions, dict):
+        problems.append("test_predictions is not an object of labels and probs")
+    elif predictions is not None:
         labels, probs = predictions.get("labels"), predictions.get("probs")
         if not isinstance(labels, list) or not isinstance(probs, list) or len(labels) != len(probs):
             problems.append("test_predictions needs lists labels [N] and probs [N, C] of one length")
@@ -171,6 +174,9 @@ def stale_reasons(record: dict[str, Any], config: TrainConfig) -> list[str]:
     reasons = [f"setting {name} differs" for name in config.differences(record["config"])]
     if record["provenance"].get("training_digest") != training_digest():
         reasons.append("the training code changed since it ran")
+    ran_with = record["provenance"].get("versions", {}).get("torch")
+    if ran_with != versions()["torch"]:
+        reasons.append(f"it ran with torch {ran_with}, this is torch {versions()['torch']}")
     device = resolve_device(config.device).type
     stored_device = record["device"].split(":")[0]
     if stored_device != device:

@@ -126,8 +126,8 @@ def bootstrap_table(
         row: dict[str, Any] = {"method": method, "n_seeds": len(seeds)}
         for name in METRICS:
             values = np.array([_metric(by_seed[s], name) for s in seeds])
-            row[f"{name}_mean"] = float(np.mean(values))
-            row[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            row[f"{name}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            row[f"{name}_std"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else float("nan")
             row[f"{name}_low"], row[f"{name}_high"] = _interval(draws[name])
         rows.append(row)
     diffs = []
@@ -141,7 +141,8 @@ def bootstrap_table(
             draws = _draws({reference: runs[reference], method: by_seed}, common, num_draws, rng)
             row = {"method": method, "n_seeds": len(common)}
             for name in METRICS:
-                mean = np.mean([_metric(runs[reference][s], name) - _metric(by_seed[s], name) for s in common])
+                paired = np.array([_metric(runs[reference][s], name) - _metric(by_seed[s], name) for s in common])
+                mean = np.nanmean(paired) if np.isfinite(paired).any() else float("nan")
                 row[f"{name}_diff"] = float(mean)
                 row[f"{name}_low"], row[f"{name}_high"] = _interval(draws[reference][name] - draws[method][name])
             diffs.append(row)

@@ -174,6 +174,9 @@ class _Progress:
             f"about {_duration(left)} left"
         )
 
+    def waiting(self, outcome: Outcome) -> None:
+        self._write(f"waiting for another sweep to finish {outcome.run.label}")
+
     def finish(self, outcome: Outcome) -> None:
         self.done += 1
         self.bar.update(1)
@@ -218,24 +221,104 @@ def _fail(outcome: Outcome, error: BaseException) -> None:
     outcome.traceback = "".join(traceback.format_exception(error))
 
 
+class _Claims:
+    """Who trains which run. A sweep trains a run only while it holds the run's lock (:func:`run_lock`)
+    and only if, once the lock is held, the run is still not stored and current; it never waits for a
+    lock while holding one, so two sweeps over one store cannot deadlock."""
+
+    def __init__(
+        self, results_dir: Path, checkpoint_root: Path, force: bool, keep_checkpoint: bool, progress: _Progress
+    ) -> None:
+        self.results_dir, self.checkpoint_root = results_dir, checkpoint_root
+        self.force, self.keep_checkpoint, self.progress = force, keep_checkpoint, progress
+        self.held: dict[int, FileLock] = {}
+
+    def _stored_meanwhile(self, outcome: Outcome) -> bool:
+        record = None if self.force else stored_record(outcome.run, self.results_dir)
+        if record is None or (self.keep_checkpoint and not outcome.run.checkpoint(self.checkpoint_root).exists()):
+            return False
+        outcome.record = record
+        self.progress.finish(outcome)
+        return True
+
+    def claim(self, outcome: Outcome, wait: bool) -> bool | None:
+        """``True``: this sweep trains it (lock held); ``None``: another sweep holds it (only when not
+        ``wait``); ``False``: it was stored meanwhile, its record is read back."""
+        lock = run_lock(outcome.run, self.results_dir)
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return None
+        if self._stored_meanwhile(outcome):
+            lock.release()
+            return False
+        if self.force:
+            outcome.run.checkpoint(self.checkpoint_root).unlink(missing_ok=True)
+        self.held[id(outcome)] = lock
+        return True
+
+    def release(self, outcome: Outcome) -> None:
+        lock = self.held.pop(id(outcome), None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for lock in self.held.values():
+            lock.release()
+        self.held.clear()
+
+
+def _train_locally(
+    outcome: Outcome,
+    loaded: dict[tuple[Any, ...], Splits],
+    results_dir: Path,
+    checkpoint_root: Path,
+    keep_checkpoint: bool,
+    progress: _Progress,
+) -> None:
+    config = outcome.run.config
+    progress.begin()
+    try:
+        key = _data_key(config)
+        if key not in loaded:
+            loaded.clear()  # one dataset in memory at a time
+            loaded[key] = load_splits(config)
+        record = train_run(outcome.run, checkpoint_root, loaded[key], partial(progress.epoch, outcome))
+        _finish(outcome, record, results_dir, checkpoint_root, keep_checkpoint)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # noqa: BLE001 -- reported with its config; the sweep goes on
+        _fail(outcome, error)
+    progress.finish(outcome)
+
+
 def _run_local(
-    pending: list[Outcome], results_dir: Path, checkpoint_root: Path, keep_checkpoint: bool, progress: _Progress
+    pending: list[Outcome],
+    claims: _Claims,
+    results_dir: Path,
+    checkpoint_root: Path,
+    keep_checkpoint: bool,
+    progress: _Progress,
 ) -> None:
     loaded: dict[tuple[Any, ...], Splits] = {}
+    deferred = []
     for outcome in pending:
-        config = outcome.run.config
-        progress.begin()
-        try:
-            key = _data_key(config)
-            if key not in loaded:
-                loaded = {key: load_splits(config)}  # one dataset in memory at a time
-            record = train_run(outcome.run, checkpoint_root, loaded[key], partial(progress.epoch, outcome))
-            _finish(outcome, record, results_dir, checkpoint_root, keep_checkpoint)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:  # noqa: BLE001 -- reported with its config; the sweep goes on
-            _fail(outcome, error)
-        progress.finish(outcome)
+        state = claims.claim(outcome, wait=False)
+        if state is None:  # another sweep is training it: come back to it at the end
+            deferred.append(outcome)
+            continue
+        if state:
+            try:
+                _train_locally(outcome, loaded, results_dir, checkpoint_root, keep_checkpoint, progress)
+            finally:
+                claims.release(outcome)
+    for outcome in deferred:
+        progress.waiting(outcome)
+        if claims.claim(outcome, wait=True):
+            try:
+                _train_locally(outcome, loaded, results_dir, checkpoint_root, keep_checkpoint, progress)
+            finally:
+                claims.release(outcome)
 
 
 def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads: int) -> dict[str, Any]:
@@ -246,6 +329,7 @@ def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads:
 
 def _run_ray(
     pending: list[Outcome],
+    claims: _Claims,
     results_dir: Path,
     checkpoint_root: Path,
     keep_checkpoint: bool,
@@ -271,18 +355,40 @@ def _run_ray(
     try:
         task = ray.remote(_ray_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries)
         limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_run))
-        queue, running = list(pending), {}
-        while queue or running:
-            while queue and len(running) < limit:
-                outcome = queue.pop(0)
-                ref = task.remote(outcome.run.group, outcome.run.config.to_dict(), str(checkpoint_root), cpus_per_run)
-                running[ref] = outcome
+        queue, deferred, running = list(pending), [], {}
+        while queue or deferred or running:
+            while (queue or deferred) and len(running) < limit:
+                if queue:
+                    outcome = queue.pop(0)
+                    state = claims.claim(outcome, wait=False)
+                    if state is None:
+                        deferred.append(outcome)
+                        continue
+                elif running:
+                    break  # wait for our own runs before blocking on another sweep's
+                else:
+                    outcome = deferred.pop(0)
+                    progress.waiting(outcome)
+                    state = claims.claim(outcome, wait=True)
+                if state:
+                    ref = task.remote(
+                        outcome.run.group, outcome.run.config.to_dict(), str(checkpoint_root), cpus_per_run
+                    )
+                    running[ref] = outcome
+            if not running:
+                continue
             [done], _ = ray.wait(list(running), num_returns=1)
             outcome = running.pop(done)
             try:
-                _finish(outcome, ray.get(done), results_dir, checkpoint_root, keep_checkpoint)
+                record = ray.get(done)
+                reasons = stale_reasons(record, outcome.run.config)
+                if reasons:  # e.g. a worker with another das or without the GPU this driver has
+                    raise RuntimeError(f"the worker's record does not stand for this run: {'; '.join(reasons)}")
+                _finish(outcome, record, results_dir, checkpoint_root, keep_checkpoint)
             except Exception as error:  # noqa: BLE001 -- a RayTaskError wraps the run's own exception
                 _fail(outcome, getattr(error, "cause", None) or error)
+            finally:
+                claims.release(outcome)
             progress.finish(outcome)
     finally:
         if started_here:
@@ -319,7 +425,9 @@ def run_sweep(
 ) -> list[Outcome]:
     """Train or read back every run of ``runs``; one :class:`Outcome` per run, in order.
 
-    On Ray, a run without ``num_threads`` gets ``cpus_per_run`` (its outcome's config says so).
+    On Ray, a run without ``num_threads`` gets ``cpus_per_run``, and ``device="auto"`` becomes
+    ``"cuda"`` with ``gpus_per_run > 0``, else ``"cpu"`` (its outcome's config says so); the driver
+    checks every record a worker returns (:func:`das.results.stale_reasons`).
     ``force`` retrains runs that are stored and current (their checkpoints discarded).
     ``keep_checkpoint`` keeps each run's last checkpoint (chapters that inspect the trained model)
     and retrains a stored run whose checkpoint is gone. ``progress``: report to stderr (``True``), to
@@ -334,11 +442,8 @@ def run_sweep(
             "the local executor runs one run at a time in this process; use executor='ray' "
             f"for workers={workers!r} or an address"
         )
-    if executor == "ray":  # a Ray run uses cpus_per_run threads: say so in its config, which the check compares
-        runs = [
-            run if run.config.num_threads is not None else Run(run.group, replace(run.config, num_threads=cpus_per_run))
-            for run in runs
-        ]
+    if executor == "ray":  # say in each config what a Ray worker gives it, which the record check compares
+        runs = [Run(run.group, _on_ray_worker(run.config, cpus_per_run, gpus_per_run)) for run in runs]
     results_dir = Path(results_dir)
     checkpoint_root = Path(checkpoint_dir) if checkpoint_dir is not None else results_dir
     paths = [run.path(results_dir) for run in runs]
@@ -358,17 +463,15 @@ def run_sweep(
 
     stream = sys.stderr if progress is True else (progress or None)
     reporter = _Progress(stream, len(pending))
+    claims = _Claims(results_dir, checkpoint_root, force, keep_checkpoint, reporter)
     start = time.perf_counter()
-
-    def execute(batch: list[Outcome]) -> None:
-        if force:
-            for outcome in batch:
-                outcome.run.checkpoint(checkpoint_root).unlink(missing_ok=True)
-        if batch and executor == "local":
-            _run_local(batch, results_dir, checkpoint_root, keep_checkpoint, reporter)
-        elif batch:
+    try:
+        if pending and executor == "local":
+            _run_local(pending, claims, results_dir, checkpoint_root, keep_checkpoint, reporter)
+        elif pending:
             _run_ray(
-                batch,
+                pending,
+                claims,
                 results_dir,
                 checkpoint_root,
                 keep_checkpoint,
@@ -379,34 +482,8 @@ def run_sweep(
                 gpus_per_run=gpus_per_run,
                 max_retries=max_retries,
             )
-
-    locks: list[FileLock] = []
-    try:
-        mine, theirs = [], []
-        for outcome in pending:  # a run another sweep is training now is left to it (see run_lock)
-            lock = run_lock(outcome.run, results_dir)
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                theirs.append((outcome, lock))
-                continue
-            locks.append(lock)
-            mine.append(outcome)
-        execute(mine)
-        for outcome, lock in theirs:
-            if stream is not None:
-                print(f"waiting for another sweep to finish {outcome.run.label}", file=stream)
-            lock.acquire()  # released when that sweep writes the record, fails, or dies
-            locks.append(lock)
-            record = stored_record(outcome.run, results_dir)
-            if record is not None and not force:
-                outcome.record = record
-                reporter.finish(outcome)
-            else:
-                execute([outcome])
     finally:
-        for lock in locks:
-            lock.release()
+        claims.release_all()
         reporter.close()
     trained = sum(o.trained for o in outcomes)
     if stream is not None and trained:
@@ -414,6 +491,13 @@ def run_sweep(
     if raise_on_failure and any(o.error is not None for o in outcomes):
         raise SweepFailed(outcomes)
     return outcomes
+
+
+def _on_ray_worker(config: TrainConfig, cpus_per_run: int, gpus_per_run: float) -> TrainConfig:
+    """``config`` as a Ray worker runs it: ``cpus_per_run`` threads unless set, and ``device="auto"``
+    resolved by what the worker gets (Ray hides the GPUs from a task that asks for none)."""
+    device = config.device if config.device != "auto" else ("cuda" if gpus_per_run > 0 else "cpu")
+    return replace(config, num_threads=config.num_threads or cpus_per_run, device=device)
 
 
 def run_lock(run: Run, results_dir: str | Path) -> FileLock:

@@ -503,6 +503,8 @@ def train(
                         "model": model.state_dict(),
                         "optimizer": step.optimizer.state_dict(),
                         "rng": rng_state(device, generator),
+                        "device_type": device.type,
+                        "threads": torch.get_num_threads(),
                     },
                 )
             bar.update(1)
@@ -551,7 +553,7 @@ def _finish(
         val_metrics=val.metrics,
         epochs_run=progress.epoch,
         best_epoch=progress.best_epoch,
-        stopped_early=progress.stopped(config.patience),
+        stopped_early=progress.stopped(config.patience) and progress.epoch < config.epochs,
         history=progress.history,
         timings=timings,
         flops_per_volume=flops,

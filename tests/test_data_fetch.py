@@ -151,7 +151,7 @@ def test_downloaded_file_with_wrong_md5_is_refused_and_deleted(
     assert not list((tmp_path / "lib").iterdir())
 
 
-def test_present_file_with_wrong_md5_is_reported_then_deleted(
+def test_present_file_with_wrong_md5_is_reported_then_moved_aside(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, medmnist_writer
 ) -> None:
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("no download expected"))
@@ -164,7 +164,8 @@ def test_present_file_with_wrong_md5_is_reported_then_deleted(
     assert all(part in line for part in (str(bad), expected, md5_of(bad))) and bad.exists()  # --check keeps it
     assert main(["--datasets", "nodule", "--sizes", "28", "--root", str(root)]) == 2
     [line] = error_lines(capsys.readouterr().err)
-    assert "deleted" in line and not bad.exists()
+    aside = bad.with_name(bad.name + ".md5-mismatch")
+    assert "moved to" in line and not bad.exists() and aside.exists()  # never deleted: the folder may be shared
 
 
 def test_offline_names_missing_files_urls_and_md5s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -184,3 +184,12 @@ def test_runner_prints_a_chapters_progress_but_keeps_it_out_of_the_page(scratch:
     assert "run 1 of 2: epoch 3" in capsys.readouterr().out
     outputs = json.dumps([cell.get("outputs", []) for cell in nbformat.read(result.output, as_version=4).cells])
     assert "in the page" in outputs and "run 1 of 2" not in outputs
+
+
+def test_new_stored_measurements_make_the_chapters_run_again(tmp_path: Path, monkeypatch) -> None:
+    """A chapter that reads measurements/ must not be kept when they change."""
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    (tmp_path / "measurements" / "cpu").mkdir(parents=True)
+    before = book.inputs_digest()
+    (tmp_path / "measurements" / "cpu" / "seed0.json").write_text("{}")
+    assert book.inputs_digest() != before

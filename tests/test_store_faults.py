@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from record_helpers import valid_record
 
+import das.results
 import das.sweep
 from das.checkpoint import DamagedCheckpointWarning
 from das.config import TrainConfig
@@ -223,3 +226,49 @@ def test_two_sweeps_on_one_store_train_each_run_once(tmp_path: Path) -> None:
     assert sum(json.loads(out.strip().splitlines()[-1]) for out, _ in results) == 3  # each run trained once
     assert len(metrics_of(store)) == 3
     assert not list(store.rglob("*.tmp"))
+
+
+def test_sweeps_in_opposite_orders_on_one_store_never_deadlock(tmp_path: Path) -> None:
+    """Two sweeps (threads of one process: OS locks still exclude each other) over the same runs in
+    opposite orders finish, train each run once and agree on every record."""
+    import threading
+
+    runs = tiny_runs(["uniform", "das", "dps"])
+    results: dict[str, list] = {}
+
+    def sweep(name: str, order: list) -> None:
+        results[name] = run_sweep(order, tmp_path, progress=False)
+
+    threads = [
+        threading.Thread(target=sweep, args=("forward", runs)),
+        threading.Thread(target=sweep, args=("backward", runs[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not any(thread.is_alive() for thread in threads), "the two sweeps deadlocked"
+    trained = sum(o.trained for outcomes in results.values() for o in outcomes)
+    assert trained == 3
+    forward = {o.path: o.record for o in results["forward"]}
+    assert all(forward[o.path] == o.record for o in results["backward"])
+
+
+def test_a_checkpoint_of_another_device_or_thread_count_is_not_resumed(tmp_path: Path) -> None:
+    from das.checkpoint import checkpoint_differences
+
+    config = TrainConfig(**{**TINY, "dataset": "synthetic", "method": "uniform", "epochs": 2})
+    checkpoint = tmp_path / "run.pt"
+    train(TrainConfig(**{**config.to_dict(), "epochs": 1}), checkpoint=checkpoint)
+    assert checkpoint_differences(checkpoint, config) == []
+    assert checkpoint_differences(checkpoint, TrainConfig(**{**config.to_dict(), "num_threads": 2})) == ["CPU threads"]
+    state = torch.load(checkpoint, weights_only=False)
+    torch.save({**state, "device_type": "cuda"}, checkpoint)
+    assert checkpoint_differences(checkpoint, config) == ["device"]
+
+
+def test_a_gpu_run_is_a_valid_record_on_a_machine_without_gpu(tmp_path: Path) -> None:
+    record = valid_record("synthetic", "das", 0, device="cuda")
+    assert read_record(write_json_atomic(tmp_path / "seed0.json", record))[1] == []
+    [run] = tiny_runs(["das"])
+    assert "it ran on cuda" in " ".join(das.results.stale_reasons({**record, "device": "cuda:0"}, run.config))

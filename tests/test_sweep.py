@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import das.config
 import das.sweep
 from das.experiments import SWEEPS, ablation_plan, ablation_runs, protocol_runs, size64_runs
 from das.profiles import get_profile
@@ -272,3 +273,18 @@ def test_protocol_and_size64_runs() -> None:
     assert all(run.config.dataset == "adrenalmnist3d" and run.config.epochs == 20 for run in runs)
     sizes = size64_runs()
     assert {run.config.size for run in sizes} == {64} and {run.group for run in sizes} == {"real/size-64"}
+
+
+def test_ablations_of_a_dataset_outside_the_table1_have_their_own_folders() -> None:
+    """The paper profile's ablations include the synthetic benchmark, which its Table 1 does not."""
+    runs = ablation_runs("paper", datasets=["synthetic"], seeds=[0])
+    assert all(run.group.startswith("paper/ablations/") for run in runs)
+
+
+def test_ray_runs_say_which_device_and_threads_their_worker_gives_them() -> None:
+    from das.sweep import _on_ray_worker
+
+    config = tiny_runs(methods=("uniform",), num_threads=None)[0].config
+    assert (_on_ray_worker(config, 2, 0.0).num_threads, _on_ray_worker(config, 2, 0.0).device) == (2, "cpu")
+    auto = Run("quick", das.config.TrainConfig(**{**config.to_dict(), "device": "auto"})).config
+    assert _on_ray_worker(auto, 1, 0.5).device == "cuda" and _on_ray_worker(auto, 1, 0.0).device == "cpu"

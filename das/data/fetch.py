@@ -5,8 +5,9 @@ For each requested file (``{flag}.npz`` at 28^3, ``{flag}_64.npz`` at 64^3) in `
 ``url_64``/``MD5_64``):
 
 - present with the right MD5: left alone, nothing downloaded;
-- present with another MD5: one line naming it, the expected and the actual MD5; deleted (kept with
-  ``--check``), never used; exit status 2 (a rerun downloads a fresh copy);
+- present with another MD5: one line naming it, the expected and the actual MD5; moved aside to
+  ``<file>.md5-mismatch`` (left with ``--check``), never used; exit status 2 (a rerun downloads a
+  fresh copy);
 - missing: one line says what is downloaded, its size (the server's Content-Length) and where it goes;
   one progress bar; the bytes go to a temporary file in the target folder, are checked against the
   MD5, and only then moved into place (``os.replace``); a wrong MD5 deletes them, as above;
@@ -106,8 +107,9 @@ def download(url: str, md5: str, path: Path) -> None:
 def ensure_file(flag: str, size: int, root: Path, *, check: bool = False, mirror: str | None = None) -> Path:
     """``root/{file}`` once its MD5 matches ``medmnist.INFO``, downloaded when missing unless ``check``.
 
-    Raises ``DatasetNotFoundError`` (missing, not downloaded) or ``CorruptDatasetError`` (wrong MD5;
-    the file deleted unless ``check``), each with a one-line message.
+    Raises ``DatasetNotFoundError`` (missing, not downloaded) or ``CorruptDatasetError`` (wrong MD5,
+    one line). A file already there with another MD5 is moved aside to ``<file>.md5-mismatch`` (unless
+    ``check``), never deleted: the folder may be shared with other projects.
     """
     path = root / medmnist_filename(flag, size)
     url, md5 = source(flag, size, mirror)
@@ -115,13 +117,14 @@ def ensure_file(flag: str, size: int, root: Path, *, check: bool = False, mirror
         actual = md5sum(path)
         if actual == md5:
             return path
-        note = "delete it and fetch it again"
+        note = "move it away and fetch it again"
         if not check:
+            aside = path.with_name(path.name + ".md5-mismatch")
             try:
-                path.unlink()
-                note = "deleted; run again to download a fresh copy"
+                path.replace(aside)
+                note = f"moved to {aside}; run again to download a fresh copy"
             except OSError as error:
-                note = f"could not delete it ({error.strerror}); delete it and fetch it again"
+                note = f"could not move it ({error.strerror}); move it away and fetch it again"
         raise CorruptDatasetError(f"{path} has MD5 {actual}, expected {md5}: not used, {note}")
     if check:
         raise DatasetNotFoundError(missing_message(path, url, md5, "--check does not download"))
