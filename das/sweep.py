@@ -545,12 +545,6 @@ def profile_runs(
     ]
 
 
-def profile_configs(
-    profile: str = "quick",
-    datasets: Sequence[str] | None = None,
-    methods: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    **overrides: Any,
-) -> list[TrainConfig]:
-    """The configs of :func:`profile_runs` (for projections and checks that need no store)."""
-    return [run.config for run in profile_runs(profile, datasets, methods, seeds, **overrides)]
+def profile_configs(profile: str = "quick", *selection: Sequence[Any] | None, **overrides: Any) -> list[TrainConfig]:
+    """The configs of :func:`profile_runs` (same arguments), for projections and checks that need no store."""
+    return [run.config for run in profile_runs(profile, *selection, **overrides)]
