@@ -268,14 +268,13 @@ class _Claims:
         self.held.clear()
 
 
-def _train_locally(
-    outcome: Outcome,
-    loaded: dict[tuple[Any, ...], Splits],
-    results_dir: Path,
-    checkpoint_root: Path,
-    keep_checkpoint: bool,
-    progress: _Progress,
-) -> None:
+def _train_locally(outcome: Outcome, loaded: dict[tuple[Any, ...], Splits], claims: _Claims) -> None:
+    results_dir, checkpoint_root, keep_checkpoint, progress = (
+        claims.results_dir,
+        claims.checkpoint_root,
+        claims.keep_checkpoint,
+        claims.progress,
+    )
     config = outcome.run.config
     progress.begin()
     try:
@@ -292,14 +291,7 @@ def _train_locally(
     progress.finish(outcome)
 
 
-def _run_local(
-    pending: list[Outcome],
-    claims: _Claims,
-    results_dir: Path,
-    checkpoint_root: Path,
-    keep_checkpoint: bool,
-    progress: _Progress,
-) -> None:
+def _run_local(pending: list[Outcome], claims: _Claims) -> None:
     loaded: dict[tuple[Any, ...], Splits] = {}
     deferred = []
     for outcome in pending:
@@ -309,14 +301,14 @@ def _run_local(
             continue
         if state:
             try:
-                _train_locally(outcome, loaded, results_dir, checkpoint_root, keep_checkpoint, progress)
+                _train_locally(outcome, loaded, claims)
             finally:
                 claims.release(outcome)
     for outcome in deferred:
-        progress.waiting(outcome)
+        claims.progress.waiting(outcome)
         if claims.claim(outcome, wait=True):
             try:
-                _train_locally(outcome, loaded, results_dir, checkpoint_root, keep_checkpoint, progress)
+                _train_locally(outcome, loaded, claims)
             finally:
                 claims.release(outcome)
 
@@ -330,10 +322,6 @@ def _ray_task(group: str, config: dict[str, Any], checkpoint_root: str, threads:
 def _run_ray(
     pending: list[Outcome],
     claims: _Claims,
-    results_dir: Path,
-    checkpoint_root: Path,
-    keep_checkpoint: bool,
-    progress: _Progress,
     *,
     address: str | None,
     workers: int | None,
@@ -343,6 +331,12 @@ def _run_ray(
 ) -> None:
     import ray
 
+    results_dir, checkpoint_root, keep_checkpoint, progress = (
+        claims.results_dir,
+        claims.checkpoint_root,
+        claims.keep_checkpoint,
+        claims.progress,
+    )
     started_here = not ray.is_initialized()
     if started_here:
         env = {name: os.environ[name] for name in ("DAS_DATA_DIR",) if name in os.environ}
@@ -467,15 +461,11 @@ def run_sweep(
     start = time.perf_counter()
     try:
         if pending and executor == "local":
-            _run_local(pending, claims, results_dir, checkpoint_root, keep_checkpoint, reporter)
+            _run_local(pending, claims)
         elif pending:
             _run_ray(
                 pending,
                 claims,
-                results_dir,
-                checkpoint_root,
-                keep_checkpoint,
-                reporter,
                 address=address,
                 workers=workers,
                 cpus_per_run=cpus_per_run,
