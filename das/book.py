@@ -43,7 +43,7 @@ import mathjax
 import nbformat
 import yaml
 
-from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, ROOT
+from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, ROOT, SCALES
 from das.provenance import package_digest
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
@@ -53,7 +53,6 @@ CONFIG_FILE = ROOT / "_config.yml"
 BOOK_DIR = ROOT / "book"
 BUILD_DIR = ROOT / "_build"
 NBVAL_DIR = ROOT / "tests" / "nbval"
-SCALES: tuple[str, ...] = ("ci", "laptop", "gpu")
 KERNEL_NAME = "python3"
 KERNEL_METADATA = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 # Cell tag nbval reads (under --nbval-lax) to compare a cell's output with the stored reference.

@@ -43,6 +43,17 @@ def glue(name: str, value: object, display: bool = False) -> None:
     myst_glue(name, value, display=display)
 
 
+SCALES: tuple[str, ...] = ("ci", "laptop", "gpu")  # the book's scales (notebooks/parameters.yml)
+
+
+def book_store(results_dir: str | Path, scale: str) -> Path:
+    """Where a chapter at ``scale`` keeps its runs: ``<results_dir>/<scale>`` in the repository;
+    ``ValueError`` for a scale the book does not have (a typo would start a store of its own)."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
+    return in_repository(results_dir) / scale
+
+
 def in_repository(path: str | Path) -> Path:
     """``path`` made absolute against the repository root (absolute paths are kept)."""
     path = Path(path)

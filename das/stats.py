@@ -101,9 +101,18 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def _by_method_and_seed(records: Sequence[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """``{method: {seed: record}}``; ``ValueError`` when two records claim one method and seed (two
+    settings in one table row would be averaged as if they were seeds)."""
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for record in records:
-        runs.setdefault(record["method"], {})[record["seed"]] = record
+        by_seed = runs.setdefault(record["method"], {})
+        if record["seed"] in by_seed:
+            raise ValueError(
+                f"two runs of {record['method']} with seed {record['seed']} "
+                f"({by_seed[record['seed']].get('path', '?')} and {record.get('path', '?')}): "
+                "one table row must hold runs of one setting"
+            )
+        by_seed[record["seed"]] = record
     return runs
 
 

@@ -452,6 +452,8 @@ def run_sweep(
         record = None if force else stored_record(outcome.run, results_dir)
         if record is not None and (not keep_checkpoint or outcome.run.checkpoint(checkpoint_root).exists()):
             outcome.record = record
+            if not keep_checkpoint and outcome.run.checkpoint(checkpoint_root).exists():
+                _drop_checkpoint(outcome.run, checkpoint_root)  # left behind by a sweep that was killed
         else:
             pending.append(outcome)
 

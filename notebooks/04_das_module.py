@@ -58,8 +58,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.ticker import MaxNLocator
 
 from das.chapters import (
+    book_store,
     glue,
-    in_repository,
     setup_plots,
     show,
     sweep,
@@ -78,7 +78,7 @@ from das.sweep import Run
 setup_plots()
 
 torch.set_num_threads(num_threads)
-store = in_repository(results_dir) / scale
+store = book_store(results_dir, scale)
 COLORS = {"das": "tab:orange", "dps": "tab:blue"}
 
 

@@ -49,8 +49,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from das.chapters import (
+    book_store,
     glue,
-    in_repository,
     machine_label,
     measured_runs,
     setup_plots,
@@ -393,7 +393,7 @@ overrides = dict(
 )
 outcomes = sweep(
     profile_runs(profile, datasets, methods, seeds, **overrides),
-    in_repository(results_dir) / scale,
+    book_store(results_dir, scale),
 )
 runs = [outcome.record for outcome in outcomes]
 table = summarize(runs)

@@ -70,8 +70,8 @@ import torch
 from IPython.display import Markdown, display
 
 from das.chapters import (
+    book_store,
     glue,
-    in_repository,
     machine_label,
     measured_runs,
     setup_plots,
@@ -377,7 +377,7 @@ overrides = dict(
     num_threads=num_threads,
     quiet=True,
 )
-store = in_repository(results_dir) / scale
+store = book_store(results_dir, scale)
 runs = ablation_runs(profile, datasets, seeds, plan=plan, **overrides)
 keep_variants = {
     variant_name(0.5, {}, das_defaults(profile)),

@@ -93,7 +93,7 @@ from das.bench import (
     inference_rows,
     run_bench,
 )
-from das.chapters import ROOT, glue, setup_plots, show
+from das.chapters import ROOT, book_store, glue, setup_plots, show
 from das.config import resolve_device
 from das.projection import project_runs
 from das.provenance import package_digest
@@ -118,7 +118,7 @@ config = BenchConfig(
 )
 
 setup_plots()
-out_dir = ROOT / "results" / "book" / scale / "bench"
+out_dir = book_store("results/book", scale) / "bench"
 bench_file = out_dir / "bench.json"
 
 

@@ -56,8 +56,8 @@ from IPython.display import Markdown, display
 from PIL import Image
 
 from das.chapters import (
+    book_store,
     glue,
-    in_repository,
     setup_plots,
     show,
     sweep,
@@ -77,7 +77,7 @@ from das.sweep import Run
 
 setup_plots()
 torch.set_num_threads(num_threads)
-store = in_repository(results_dir) / scale
+store = book_store(results_dir, scale)
 COLORS = {
     "full": "tab:gray",
     "random": "tab:olive",

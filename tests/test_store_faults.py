@@ -272,3 +272,61 @@ def test_a_gpu_run_is_a_valid_record_on_a_machine_without_gpu(tmp_path: Path) ->
     assert read_record(write_json_atomic(tmp_path / "seed0.json", record))[1] == []
     [run] = tiny_runs(["das"])
     assert "it ran on cuda" in " ".join(das.results.stale_reasons({**record, "device": "cuda:0"}, run.config))
+
+
+def test_a_checkpoint_left_beside_a_finished_record_is_cleaned_up(tmp_path: Path) -> None:
+    [run] = tiny_runs(["uniform"])
+    run_sweep([run], tmp_path, progress=False)
+    leftover = run.checkpoint(tmp_path)
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"left by a sweep killed after writing the record")
+    [outcome] = run_sweep([run], tmp_path, progress=False)
+    assert not outcome.trained and not leftover.exists()
+
+
+def test_two_settings_never_share_a_table_row(tmp_path: Path) -> None:
+    from das.stats import bootstrap_table
+
+    a = valid_record("adrenalmnist3d", "das", 0, size=28, ratio=0.5)
+    b = valid_record("adrenalmnist3d", "das", 0, size=28, ratio=0.25)
+    with pytest.raises(ValueError, match="two runs of das with seed 0"):
+        bootstrap_table([a, b])
+    for record, group_ratio in ((a, 0.5), (b, 0.25)):
+        write_json_atomic(tmp_path / "p" / "adrenalmnist3d" / "das" / f"seed{int(group_ratio * 4)}.json", record)
+    table = summary(tmp_path, "p")
+    assert len(table) == 2 and set(table["setting"]) == {"ratio=0.5", "ratio=0.25"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("empty_train", "the train split is empty"),
+        ("other_frames", "val volumes are .* but training volumes are"),
+    ],
+)
+def test_splits_that_cannot_make_a_run_are_refused_before_training(change: str, message: str) -> None:
+    import das.train
+
+    config = TrainConfig(**{**TINY, "dataset": "synthetic", "method": "uniform"})
+    splits = das.train.load_splits(config)
+    if change == "empty_train":
+        splits = splits._replace(train=splits.train.subset([]))
+    else:
+        val = splits.val
+        splits = splits._replace(
+            val=type(val)(val.images[:, :4], val.labels, name=val.name, task=val.task, label_names=val.label_names)
+        )
+    with pytest.raises(ValueError, match=message):
+        train(config, splits)
+
+
+def test_an_absurd_learning_rate_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"lr must be a number in \(0, 10\], got 1e\+300"):
+        TrainConfig(**{**TINY, "dataset": "synthetic", "lr": 1e300})
+
+
+def test_a_chapter_refuses_an_unknown_scale(tmp_path: Path) -> None:
+    from das.chapters import book_store
+
+    with pytest.raises(ValueError, match="unknown scale 'laptp'; valid scales: ci, laptop, gpu"):
+        book_store(tmp_path, "laptp")
