@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from das.augment import AUGMENTATIONS
-from das.config import CLASS_WEIGHTS, COMPILE_MODES, LR_SCHEDULES, SELECT_METRICS, TrainConfig, resolve_device
+from das.config import (
+    CLASS_WEIGHTS,
+    COMPILE_MODES,
+    LR_SCHEDULES,
+    SELECT_METRICS,
+    THRESHOLDS,
+    TrainConfig,
+    resolve_device,
+)
 from das.data import DATASETS, CorruptDatasetError, DatasetNotFoundError
 from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
@@ -130,6 +138,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--select-metric", choices=SELECT_METRICS, help="validation metric that picks the best epoch (default val_loss)"
     )
+    group.add_argument(
+        "--threshold", choices=THRESHOLDS, help="decision rule: argmax (default) or the validation-chosen threshold"
+    )
     group.add_argument("--max-train-samples", type=_int_at_least(1), help="cap the training split")
     group.add_argument("--max-eval-samples", type=_int_at_least(1), help="cap the val and test splits")
     group.add_argument("--data-dir", help="folder holding the MedMNIST npz files (default $DAS_DATA_DIR)")
@@ -152,6 +163,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "augment",
         "class_weights",
         "select_metric",
+        "threshold",
         "size",
         "max_train_samples",
         "max_eval_samples",

@@ -26,6 +26,7 @@ MAX_LR = 10.0  # a larger learning rate only diverges
 LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 SELECT_METRICS: tuple[str, ...] = ("val_loss", "val_auc", "val_balanced_accuracy")
 CLASS_WEIGHTS: tuple[str, ...] = ("none", "balanced")
+THRESHOLDS: tuple[str, ...] = ("argmax", "validation")
 # torch.compile modes; "reduce-overhead" captures CUDA graphs on a GPU (on a CPU it compiles as "default").
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune")
 
@@ -52,7 +53,9 @@ class TrainConfig:
     learning rate per epoch (:func:`das.train.lr_factor`); ``weight_decay`` is Adam's decoupled (AdamW) decay;
     ``augment`` names a :data:`das.augment.AUGMENTATIONS` recipe applied to training batches;
     ``class_weights="balanced"`` weights the training loss by inverse class frequency;
-    ``select_metric`` is the validation metric that picks the best epoch and drives ``patience``.
+    ``select_metric`` is the validation metric that picks the best epoch and drives ``patience``;
+    ``threshold="validation"`` (two classes) predicts class 1 above the probability that maximises the
+    validation balanced accuracy at the best epoch (:func:`das.metrics.balanced_threshold`).
     """
 
     dataset: str = "synthetic"
@@ -71,6 +74,7 @@ class TrainConfig:
     augment: str = "none"
     class_weights: str = "none"
     select_metric: str = "val_loss"
+    threshold: str = "argmax"
     backbone: str = "mobilenet_v3_small"
     pool: str = "mean"
     sampler_options: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +110,7 @@ class TrainConfig:
         check_choice("augment", self.augment, tuple(AUGMENTATIONS))
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         check_choice("select_metric", self.select_metric, SELECT_METRICS)
+        check_choice("threshold", self.threshold, THRESHOLDS)
         check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
         if (
             isinstance(self.weight_decay, bool)

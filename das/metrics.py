@@ -55,11 +55,38 @@ def auc(y_true: ArrayLike, probs: ArrayLike) -> float:
     return float(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=list(range(num_classes))))
 
 
-def classification_metrics(y_true: ArrayLike, probs: ArrayLike) -> dict[str, float]:
-    """``balanced_accuracy``, ``auc`` and ``accuracy`` of class probabilities ``probs [N, C]``; the
-    prediction is the arg-max class."""
+def predictions(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """The predicted class of each row of ``probs [N, C]``: the arg-max class, or for two classes with
+    a ``threshold``, class 1 where its probability is at least ``threshold``."""
+    if threshold is None:
+        return probs.argmax(axis=-1)
+    if probs.shape[-1] != 2:
+        raise ValueError(f"a decision threshold needs two classes, got {probs.shape[-1]}")
+    return (probs[..., 1] >= threshold).astype(np.int64)
+
+
+def balanced_threshold(y_true: ArrayLike, probs: ArrayLike) -> float:
+    """The threshold on the positive class's probability that maximises the balanced accuracy of
+    ``probs [N, 2]`` against ``y_true`` (midpoints between the sorted scores; among equally good
+    thresholds, the middle one). Chosen on validation, applied to test: the arg-max of a model
+    trained on imbalanced classes leans to the majority class, which balanced accuracy punishes."""
     y, p = _check(y_true, probs)
-    pred = p.argmax(axis=1)
+    if p.shape[1] != 2:
+        raise ValueError(f"a decision threshold needs two classes, got {p.shape[1]}")
+    scores = np.unique(p[:, 1])
+    candidates = np.concatenate([[0.0], (scores[:-1] + scores[1:]) / 2, [np.nextafter(scores[-1], 2.0)]])
+    positives, negatives = max(int((y == 1).sum()), 1), max(int((y == 0).sum()), 1)
+    predicted = p[:, 1][None, :] >= candidates[:, None]
+    balanced = ((predicted & (y == 1)).sum(1) / positives + (~predicted & (y == 0)).sum(1) / negatives) / 2
+    best = np.flatnonzero(balanced == balanced.max())
+    return float(candidates[best[len(best) // 2]])
+
+
+def classification_metrics(y_true: ArrayLike, probs: ArrayLike, threshold: float | None = None) -> dict[str, float]:
+    """``balanced_accuracy``, ``auc`` and ``accuracy`` of class probabilities ``probs [N, C]``; the
+    prediction is the arg-max class, or with ``threshold`` (two classes) see :func:`predictions`."""
+    y, p = _check(y_true, probs)
+    pred = predictions(p, threshold)
     with warnings.catch_warnings():
         # balanced accuracy warns when a predicted class is absent from y_true; its value is still defined.
         warnings.simplefilter("ignore", UserWarning)

@@ -25,6 +25,7 @@ The record (schema version :data:`SCHEMA_VERSION`, checked by :func:`validate_re
     timings           wall_s, data_s, train_s, eval_s, throughput_frames_per_s
     flops_per_volume, selection_histogram, sampler_lr
     test_predictions  labels [N] and class probabilities [N, C] of the test split (for bootstrap intervals)
+    decision_threshold  the validation-chosen threshold the accuracies used (threshold="validation"), or null
     device, threads   where it ran: the device, and torch's CPU threads (they change float sums)
     split_sizes       volumes in the train, val and test splits the run used
     provenance        versions, training_digest, platform, finished_at

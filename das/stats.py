@@ -9,7 +9,8 @@ bootstrap, numpy and scipy). A paired difference uses the same draws for both me
 by seed, so that what the two methods share (the test set, the seed's data order) cancels.
 
 Metrics are recomputed as :mod:`das.metrics` defines them: AUC of the positive class for two classes,
-one-vs-rest macro AUC otherwise; balanced accuracy (mean recall over the classes present); accuracy.
+one-vs-rest macro AUC otherwise; balanced accuracy (mean recall over the classes present); accuracy;
+with the run's own decision threshold where it has one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from das.metrics import METRICS
+from das.metrics import METRICS, predictions
 
 CONFIDENCE = 0.95
 
@@ -35,11 +36,11 @@ def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return ((ranks * positive).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def batch_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+def batch_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, np.ndarray]:
     """The metrics of :data:`das.metrics.METRICS` for each row of ``labels [B, N]`` and ``probs [B, N, C]``
-    (NaN where a row lacks a class the metric needs)."""
+    (NaN where a row lacks a class the metric needs); predictions as :func:`das.metrics.predictions`."""
     num_classes = probs.shape[-1]
-    pred = probs.argmax(axis=-1)
+    pred = predictions(probs, threshold)
     if num_classes == 2:
         auc = _binary_auc(labels == 1, probs[..., 1])
     else:
@@ -76,7 +77,8 @@ def _draws(
             labels, probs = _predictions(by_seed[seed])
             if not np.array_equal(labels, labels0):
                 raise ValueError(f"{method} seed {seed} was tested on other volumes than the other runs")
-            per_seed.append(batch_metrics(labels[volume_draws], probs[volume_draws]))
+            threshold = by_seed[seed].get("decision_threshold")
+            per_seed.append(batch_metrics(labels[volume_draws], probs[volume_draws], threshold))
         out[method] = {
             name: np.nanmean(
                 np.stack([per_seed[j][name] for j in range(len(seeds))], axis=1)[

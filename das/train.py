@@ -46,7 +46,7 @@ from das.checks import check_choice
 from das.config import LR_SCHEDULES, TrainConfig, resolve_device
 from das.data import VolumeDataset, iterate_batches, load_dataset
 from das.flops import count_flops
-from das.metrics import classification_metrics, informative_hit_rate, selection_histogram
+from das.metrics import balanced_threshold, classification_metrics, informative_hit_rate, selection_histogram
 from das.model import SubsampledClassifier
 from das.samplers import make_sampler
 
@@ -202,6 +202,7 @@ class TrainResult:
     threads: int
     split_sizes: dict[str, int]
     test_predictions: dict[str, list] = field(repr=False)
+    decision_threshold: float | None
     model: SubsampledClassifier = field(repr=False)
 
     def record(self) -> dict[str, Any]:
@@ -535,6 +536,11 @@ def _finish(
         step.forward, splits.test, batch_size=config.batch_size, device=device, static_shapes=config.compile
     )
     eval_s = time.perf_counter() - eval_start
+    threshold = None
+    if config.threshold == "validation" and val.probs.shape[1] == 2:  # multi-class: arg-max
+        threshold = balanced_threshold(val.labels, val.probs)
+        val.metrics.update(classification_metrics(val.labels, val.probs, threshold))
+        test.metrics.update(classification_metrics(test.labels, test.probs, threshold))
     flops = _flops_per_volume(model, splits.test[0][0].to(device))
     model.sampler.check_finite = True  # the model handed back may see inputs from anywhere
     train_s = progress.train_s
@@ -562,5 +568,6 @@ def _finish(
         threads=torch.get_num_threads(),
         split_sizes={name: len(getattr(splits, name)) for name in ("train", "val", "test")},
         test_predictions={"labels": test.labels.tolist(), "probs": test.probs.tolist()},
+        decision_threshold=threshold,
         model=model,
     )

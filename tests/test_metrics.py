@@ -56,3 +56,29 @@ def test_informative_hit_rate_counts_inputs_with_an_informative_pick() -> None:
     informative = np.array([[True, False, False], [False, False, True]])
     assert informative_hit_rate(np.array([[0, 1], [0, 1]]), informative) == 0.5
     assert informative_hit_rate(np.array([[0], [2]]), informative) == 1.0
+
+
+def test_the_balanced_threshold_maximises_balanced_accuracy() -> None:
+    from das.metrics import balanced_threshold
+
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    p1 = np.array([0.05, 0.1, 0.15, 0.2, 0.25, 0.4, 0.3, 0.35])  # the positives score low, but above most
+    probs = np.stack([1 - p1, p1], axis=1)
+    assert classification_metrics(y, probs)["balanced_accuracy"] == 0.5  # arg-max: all negative
+    threshold = balanced_threshold(y, probs)
+    assert 0.25 < threshold <= 0.3
+    assert classification_metrics(y, probs, threshold)["balanced_accuracy"] == pytest.approx((5 / 6 + 1) / 2)
+    assert classification_metrics(y, probs, threshold)["auc"] == classification_metrics(y, probs)["auc"]
+    with pytest.raises(ValueError, match="needs two classes"):
+        balanced_threshold(np.array([0, 1, 2]), np.eye(3))
+
+
+def test_bootstrap_metrics_use_the_runs_threshold() -> None:
+    from das.stats import batch_metrics
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(50) < 0.3).astype(int)
+    p1 = rng.random(50)
+    probs = np.stack([1 - p1, p1], axis=1)
+    got = batch_metrics(y[None], probs[None], 0.2)
+    assert got["balanced_accuracy"][0] == pytest.approx(classification_metrics(y, probs, 0.2)["balanced_accuracy"])

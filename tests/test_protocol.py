@@ -213,3 +213,23 @@ def test_a_checkpoint_past_the_asked_epochs_cannot_be_passed_off_as_a_shorter_ru
     assert das.checkpoint.checkpoint_differences(checkpoint, tiny(epochs=3)) == []
     with pytest.raises(ValueError, match="different config.*epochs"):
         train(tiny(epochs=1), splits, checkpoint=checkpoint)
+
+
+def test_a_validation_threshold_is_chosen_on_validation_and_stored(splits: das.train.Splits) -> None:
+    """Synthetic data have four classes: the arg-max stays (and the record says no threshold); a
+    two-class task gets the threshold chosen on its validation split."""
+    assert train(tiny(method="uniform", threshold="validation"), splits).decision_threshold is None
+    binary = load_splits(tiny(dataset_options={"num_frames": 8, "num_samples": 32, "num_classes": 2}))
+    result = train(
+        tiny(
+            method="uniform",
+            threshold="validation",
+            dataset_options=binary.train.name and {"num_frames": 8, "num_samples": 32, "num_classes": 2},
+        ),
+        binary,
+    )
+    assert result.decision_threshold is not None and 0.0 <= result.decision_threshold <= 1.0
+    plain = train(
+        tiny(method="uniform", dataset_options={"num_frames": 8, "num_samples": 32, "num_classes": 2}), binary
+    )
+    assert result.metrics["auc"] == plain.metrics["auc"]  # the ranking is the same model's
