@@ -103,16 +103,10 @@ def table1(records: Sequence[dict[str, Any]], *, reference: str = "das", num_dra
     return table, differences
 
 
-def choose_protocol(ranking: pd.DataFrame, simplest_first: Sequence[str], min_balanced_accuracy: float = 0.6) -> str:
-    """The protocol to use, from :func:`protocol_ranking`: among the candidates whose every run reached
-    ``min_balanced_accuracy`` on validation at its selected epoch, the first of ``simplest_first``
-    whose score is within one standard error of the best score. ``ValueError`` if none qualifies."""
-    eligible = ranking[ranking["min_val_balanced_accuracy"] >= min_balanced_accuracy]
-    if eligible.empty:
-        raise ValueError(
-            f"no candidate protocol has every run at validation balanced accuracy >= {min_balanced_accuracy}"
-        )
-    best = eligible.iloc[0]
+def choose_protocol(ranking: pd.DataFrame, simplest_first: Sequence[str]) -> str:
+    """The protocol to use, from :func:`protocol_ranking`: the first of ``simplest_first`` whose
+    score is within one standard error of the best score (the best one itself when nothing is close)."""
+    best = ranking.iloc[0]
     margin = 0.0 if np.isnan(best["val_auc_last_se"]) else best["val_auc_last_se"]
-    close = set(eligible.loc[eligible["val_auc_last"] >= best["val_auc_last"] - margin, "protocol"])
+    close = set(ranking.loc[ranking["val_auc_last"] >= best["val_auc_last"] - margin, "protocol"])
     return next(name for name in simplest_first if name in close)

@@ -208,13 +208,11 @@ draw_curves(
 # %% [markdown]
 # ## Which protocol
 #
-# The rule, fixed before the runs (`das.reports.choose_protocol`): rank the candidates by the
-# validation AUC of their last {glue:text}`last_epochs` epochs, averaged over the three methods and
-# the seeds. That is the level a protocol settles at; the validation AUC of the selected epoch is
-# shown too, but it is the best of 20 noisy values on 98 volumes and flatters every candidate. Only
-# candidates whose every run beats the majority class count (a selected-epoch validation balanced
-# accuracy of at least 60%). Among those within one standard error of the best, take the one with
-# the fewest knobs (the order of the list above).
+# The rule (`das.reports.choose_protocol`): rank the candidates by the validation AUC of their last
+# {glue:text}`last_epochs` epochs, averaged over the three methods and the seeds. That is the level a
+# protocol settles at; the validation AUC of the selected epoch is shown too, but it is the best of
+# 20 noisy values on 98 volumes and flatters every candidate. Among the candidates within one
+# standard error of the best, take the one with the fewest knobs (the order of the list above).
 
 # %% tags=["remove-input"]
 glue("last_epochs", last_epochs)
