@@ -322,6 +322,20 @@ class _Progress:
         else:
             self.bad_epochs += 1
 
+    def log(self, lr: float, train_loss: float, val: Evaluation, epoch_s: float, frames: int) -> None:
+        """Add the finished epoch's entry to the history and its cost to the totals."""
+        self.train_s, self.frames_seen = self.train_s + epoch_s, self.frames_seen + frames
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val.loss,
+                **{f"val_{name}": value for name, value in val.metrics.items()},
+                "train_s": epoch_s,
+            }
+        )
+
     @classmethod
     def from_checkpoint(cls, saved: dict[str, Any]) -> _Progress:
         fields = {f.name for f in dataclasses.fields(cls)} - {"best_score", "elapsed_s"}
@@ -361,6 +375,7 @@ class TrainStep:
             self.objective = torch.compile(self._objective, mode=config.compile_mode)
         else:
             self.forward, self.objective = model, self._objective
+        self.rng = generator  # checkpointed whether or not the step draws from it
         self.generator = None if config.compile else generator  # None: the global RNG, which compiles
         self.augment = make_augmentation(config.augment)
         weight = class_weight_tensor(config, train_set.labels, train_set.num_classes)
@@ -446,68 +461,19 @@ def train(
     data_s = time.perf_counter() - data_start
     check_splits(splits)
     with _run_context(config, device):
-        model = build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
-        model = model.to(device)
-        model.sampler.check_finite = False  # uint8 data: finite by construction
-        generator = torch.Generator(device=device).manual_seed(config.seed)
-        step = TrainStep(config, model, splits.train, device, generator)
-        progress = _Progress(best_state=_cpu_state(model))
-        if saved is None:
-            first_x, _ = next(
-                iterate_batches(splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device)
-            )
-            with autocast(device):
-                model.init_batchnorm(first_x, generator)
-        else:
-            model.load_state_dict(saved["model"])
-            step.optimizer.load_state_dict(saved["optimizer"])
-            set_rng_state(saved["rng"], device, generator)
-            progress = _Progress.from_checkpoint(saved)
-        if step.sampler_params and config.sampler_warmup >= config.epochs:
-            warnings.warn(
-                f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
-                "stays frozen for the whole run",
-                stacklevel=2,
-            )
+        model, step, progress = _start(config, splits, device, saved)
         quiet = config.quiet or not sys.stderr.isatty()
-        bar = tqdm(
-            total=config.epochs,
-            initial=min(progress.epoch, config.epochs),
-            desc=f"{config.dataset}/{config.method}",
-            unit="epoch",
-            disable=quiet,
-        )
+        initial, desc = min(progress.epoch, config.epochs), f"{config.dataset}/{config.method}"
+        bar = tqdm(total=config.epochs, initial=initial, desc=desc, unit="epoch", disable=quiet)
         while progress.epoch < config.epochs and not progress.stopped(config.patience):
             train_loss, epoch_s, frames = step.epoch(progress.epoch, quiet)
             val = evaluate(
                 step.forward, splits.val, batch_size=config.batch_size, device=device, static_shapes=config.compile
             )
             progress.update(model, selection_score(config.select_metric, val.loss, val.metrics))
-            progress.train_s, progress.frames_seen = progress.train_s + epoch_s, progress.frames_seen + frames
-            progress.history.append(
-                {
-                    "epoch": progress.epoch,
-                    "lr": step.optimizer.param_groups[0]["lr"],
-                    "train_loss": train_loss,
-                    "val_loss": val.loss,
-                    **{f"val_{name}": value for name, value in val.metrics.items()},
-                    "train_s": epoch_s,
-                }
-            )
+            progress.log(step.optimizer.param_groups[0]["lr"], train_loss, val, epoch_s, frames)
             if checkpoint is not None:
-                state = dataclasses.asdict(progress) | {"elapsed_s": progress.elapsed_s + time.perf_counter() - start}
-                save_checkpoint(
-                    checkpoint,
-                    {
-                        **state,
-                        "config": config.to_dict(),
-                        "model": model.state_dict(),
-                        "optimizer": step.optimizer.state_dict(),
-                        "rng": rng_state(device, generator),
-                        "device_type": device.type,
-                        "threads": torch.get_num_threads(),
-                    },
-                )
+                _save(checkpoint, config, step, progress, elapsed_s=time.perf_counter() - start)
             bar.update(1)
             bar.set_postfix(val_loss=f"{val.loss:.3f}", best=progress.best_epoch)
             if on_epoch is not None:
@@ -516,6 +482,54 @@ def train(
         for parameter in step.sampler_params:
             parameter.requires_grad_(True)
         return _finish(config, model, step, splits, progress, device, start, data_s)
+
+
+def _start(
+    config: TrainConfig, splits: Splits, device: torch.device, saved: dict[str, Any] | None
+) -> tuple[SubsampledClassifier, TrainStep, _Progress]:
+    """The model, its training step and its progress: fresh (batch-norm statistics initialised on the
+    first shuffled batch) or restored from the checkpoint ``saved``."""
+    model = build_model(config, splits.train.num_frames, splits.train.num_classes, splits.train.in_channels)
+    model = model.to(device)
+    model.sampler.check_finite = False  # uint8 data: finite by construction
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    step = TrainStep(config, model, splits.train, device, generator)
+    progress = _Progress(best_state=_cpu_state(model))
+    if saved is None:
+        first_x, _ = next(
+            iterate_batches(splits.train, config.batch_size, shuffle=True, seed=config.seed, device=device)
+        )
+        with autocast(device):
+            model.init_batchnorm(first_x, generator)
+    else:
+        model.load_state_dict(saved["model"])
+        step.optimizer.load_state_dict(saved["optimizer"])
+        set_rng_state(saved["rng"], device, generator)
+        progress = _Progress.from_checkpoint(saved)
+    if step.sampler_params and config.sampler_warmup >= config.epochs:
+        warnings.warn(
+            f"sampler_warmup={config.sampler_warmup} >= epochs={config.epochs}: the sampler "
+            "stays frozen for the whole run",
+            stacklevel=3,
+        )
+    return model, step, progress
+
+
+def _save(checkpoint: Path, config: TrainConfig, step: TrainStep, progress: _Progress, elapsed_s: float) -> None:
+    """Everything :func:`_start` needs to resume after the last finished epoch."""
+    state = dataclasses.asdict(progress) | {"elapsed_s": progress.elapsed_s + elapsed_s}
+    save_checkpoint(
+        checkpoint,
+        {
+            **state,
+            "config": config.to_dict(),
+            "model": step.model.state_dict(),
+            "optimizer": step.optimizer.state_dict(),
+            "rng": rng_state(step.device, step.rng),
+            "device_type": step.device.type,
+            "threads": torch.get_num_threads(),
+        },
+    )
 
 
 def _finish(
