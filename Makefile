@@ -26,8 +26,8 @@ setup: $(STAMP)
 # then every chapter at the ci scale and a -W build of the book from those runs (into _build/ci), so a
 # broken chapter fails CI.
 test: $(STAMP)
-	$(BIN)/ruff check das tests notebooks
-	$(BIN)/ruff format --check das tests notebooks
+	$(BIN)/ruff check das tests notebooks measurements
+	$(BIN)/ruff format --check das tests notebooks measurements
 	$(BIN)/python -m das.data.fetch --book
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
