@@ -26,15 +26,17 @@
 #    `FlopCounterMode` and wall time per volume, for $k$ of the $T$ slices.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
 seed = 0  # picks the volumes shown in the montage
 device = "cpu"  # where the backbone is timed
-num_volumes = 1188  # training volumes used for the redundancy statistics; 1188 is the whole split
+# training volumes used for the redundancy statistics; 1188 is the whole split
+num_volumes = 1188
 repeats = 20  # timed repetitions per k (the median is reported)
-batch_volumes = (
-    16  # volumes per timed forward pass (the paper's training batch size)
-)
-num_threads = 1  # CPU threads for the timing (1: comparable across machines, robust to contention)
+# volumes per timed forward pass (the paper's training batch size)
+batch_volumes = 16
+# CPU threads for the timing (1: comparable across machines, robust to load)
+num_threads = 1
 
 # %% tags=["hide-cell"]
 import time
@@ -64,9 +66,8 @@ device = torch.device(device)
 
 # %% tags=["nbval-check-output"]
 train = load_medmnist3d("adrenalmnist3d", "train")
-volumes = (
-    train.images[:num_volumes, :, 0].float() / 255
-)  # [N, T, H, W] in [0, 1]
+# [N, T, H, W] in [0, 1]
+volumes = train.images[:num_volumes, :, 0].float() / 255
 N, T, H, W = volumes.shape
 print(
     f"{train.name} {train.split}: {len(train)} volumes of T={train.num_frames} slices, "
@@ -187,9 +188,8 @@ share = mass.sort(dim=1, descending=True).values.cumsum(1) / mass.sum(
 ).clamp_min(1e-12)
 n90 = (share < 0.9).sum(1) + 1  # slices needed for 90% of the mass, per volume
 n99 = (share < 0.99).sum(1) + 1
-empty = (
-    (mass == 0).float().mean(1)
-)  # fraction of slices with no foreground at all
+# fraction of slices with no foreground at all
+empty = (mass == 0).float().mean(1)
 
 # %% tags=["nbval-check-output"]
 print(
@@ -256,12 +256,10 @@ show()
 # %%
 encoder = FrameEncoder(in_channels=1).to(device).eval()
 ks = [1, 4, 7, 14, 21, T]
-sample = (
-    volumes[0].unsqueeze(1).to(device)
-)  # [T, 1, H, W]: one real volume, for the FLOP count
-batch = (
-    volumes[:batch_volumes].unsqueeze(2).to(device)
-)  # [B, T, 1, H, W] for the timing
+# [T, 1, H, W]: one real volume, for the FLOP count
+sample = volumes[0].unsqueeze(1).to(device)
+# [B, T, 1, H, W] for the timing
+batch = volumes[:batch_volumes].unsqueeze(2).to(device)
 
 
 def median_seconds(frames: torch.Tensor) -> float:

@@ -22,15 +22,14 @@
 # Every number in the text is computed below; the parameters cell sets the sample sizes.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
 seed = 0  # seeds every random draw in the chapter
-device = (
-    "cpu"  # where the draws run; the checks are about distributions, not speed
-)
+# where the draws run; the checks are about distributions, not speed
+device = "cpu"
 num_draws = 100_000  # draws per empirical check (chi-square tests, frequencies)
-grad_samples = (
-    50_000  # Monte Carlo samples per temperature for gradient bias and variance
-)
+# Monte Carlo samples per temperature for gradient bias and variance
+grad_samples = 50_000
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
@@ -270,9 +269,8 @@ rows = {f"ST tau={tau}": summary(g) for tau, g in st.items()} | {
 }
 for name, (bias, cosine, variance) in rows.items():
     print(f"{name:>12} {bias:8.3f} {cosine:7.2f} {variance:9.3f}")
-sf_error = (
-    (sf.var(0).sum() / grad_samples).sqrt().item()
-)  # Monte Carlo error of the mean
+# Monte Carlo error of the mean
+sf_error = (sf.var(0).sum() / grad_samples).sqrt().item()
 
 # %% tags=["remove-cell"]
 glue("sf_bias", rows["REINFORCE"][0], display=False)

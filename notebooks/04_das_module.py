@@ -27,25 +27,25 @@
 # **synthetic** benchmark, where the slice that decides the label is known.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
-seed = (
-    0  # training seed; also picks the volumes shown and seeds the Gumbel draws
-)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
+# training seed; also picks the volumes shown and seeds the Gumbel draws
+seed = 0
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
 epochs = 2  # training epochs on AdrenalMNIST3D (DAS and DPS each)
-max_samples = (
-    128  # training volumes used (a fixed subset; 1188 is the whole train split)
-)
-max_eval_samples = (
-    98  # validation and test volumes used for the reported metrics (None: all)
-)
-synthetic_epochs = (
-    2  # training epochs of DAS on the synthetic benchmark (last section)
-)
-synthetic_samples = 128  # synthetic training volumes (and validation/test volumes in the metrics)
+# training volumes used (a fixed subset; 1188 is the whole train split)
+max_train_samples = 128
+# validation and test volumes used for the reported metrics (None: all)
+max_eval_samples = 98
+# training epochs of DAS on the synthetic benchmark (last section)
+synthetic_epochs = 2
+# synthetic training volumes (and validation/test volumes in the metrics)
+synthetic_samples = 128
 num_draws = 500  # Gumbel draws for the with/without-replacement comparison
-results_dir = "results/book"  # run store of the book (relative to the repository root); runs go to <scale>/das_module
+# run store of the book (relative to the repository root); runs go to
+# <scale>/das_module
+results_dir = "results/book"
 
 # %% tags=["hide-cell"]
 
@@ -270,7 +270,7 @@ for method in ("das", "dps"):
         seed=seed,
         epochs=epochs,
         patience=None,
-        max_train_samples=max_samples,
+        max_train_samples=max_train_samples,
         max_eval_samples=max_eval_samples,
         device=device,
         num_threads=num_threads,
@@ -628,9 +628,8 @@ with torch.no_grad():
 patterns = {
     m: len({tuple(row) for row in p.tolist()}) for m, p in test_picks.items()
 }
-blank = (
-    test_x.amax(dim=(2, 3, 4)) == 0
-)  # [N, T]: slices with no foreground at all
+# [N, T]: slices with no foreground at all
+blank = test_x.amax(dim=(2, 3, 4)) == 0
 blank_kept = {
     m: 100 * blank.gather(1, p).float().mean().item()
     for m, p in test_picks.items()

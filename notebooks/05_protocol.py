@@ -26,12 +26,16 @@
 # not retrain them, and the figures say where they come from.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
-seed = 0  # unused: the chapter only reads stored runs (kept so every chapter has one)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
+# unused: the chapter only reads stored runs (kept so every chapter has one)
+seed = 0
 device = "cpu"  # unused: nothing is trained or timed here
 seeds = [0, 1]  # seeds of the stored protocol runs to show
-literal_runs = "cpu/literal"  # stored runs of the paper's literal protocol (under measurements/)
-protocol_runs = "cpu/protocol"  # stored runs of the candidate protocols (under measurements/)
+# stored runs of the paper's literal protocol (under measurements/)
+literal_runs = "cpu/literal"
+# stored runs of the candidate protocols (under measurements/)
+protocol_runs = "cpu/protocol"
 last_epochs = 5  # epochs averaged for the level a protocol settles at
 
 # %% tags=["hide-cell"]

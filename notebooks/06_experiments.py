@@ -21,13 +21,15 @@
 # intervals over test volumes and seeds (`das.stats`).
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
-seed = 0  # seeds the bootstrap draws and the Monte Carlo check of the static ceiling
-device = "auto"  # where this build's own runs train ("auto": CUDA when present, else "cpu")
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
+# seeds the bootstrap draws and the Monte Carlo check of the static ceiling
+seed = 0
+# where this build's own runs train ("auto": CUDA when present, else "cpu")
+device = "auto"
 num_threads = 2  # torch CPU threads per run
-stored_runs = (
-    "cpu/real"  # the stored real-data Table 1 runs (under measurements/)
-)
+# the stored real-data Table 1 runs (under measurements/)
+stored_runs = "cpu/real"
 num_draws = 2000  # bootstrap draws per interval
 profile = "quick"  # the sweep profile this build trains itself (das.profiles)
 datasets = None  # datasets of this build's sweep; None: the profile's
@@ -35,12 +37,10 @@ methods = None  # methods of this build's sweep; None: the profile's (all six)
 seeds = None  # training seeds of this build's sweep; None: the profile's
 epochs = None  # training epochs per run; None: the profile's
 max_train_samples = None  # cap on training volumes; None: the profile's
-max_eval_samples = (
-    None  # cap on validation and test volumes; None: the profile's
-)
-results_dir = (
-    "results/book"  # run store of the book (relative to the repository root)
-)
+# cap on validation and test volumes; None: the profile's
+max_eval_samples = None
+# run store of the book (relative to the repository root)
+results_dir = "results/book"
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt

@@ -32,20 +32,24 @@
 # sampler has a known ceiling), this build trains the variants itself.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
-seed = 0  # seeds the bootstrap and the Gumbel draws that count duplicate picks (runs: `seeds`)
-device = "auto"  # where this build's runs train ("auto": CUDA when present, else "cpu")
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
+# seeds the bootstrap and the Gumbel draws that count duplicate picks
+seed = 0
+# where this build's runs train ("auto": CUDA when present, else "cpu")
+device = "auto"
 num_threads = 2  # torch CPU threads per run
-stored_runs = "cpu/real"  # stored real-data runs of the real profile (under measurements/)
+# stored real-data runs of the real profile (under measurements/)
+stored_runs = "cpu/real"
 num_draws = 2000  # bootstrap draws per interval
 profile = "quick"  # the sweep profile of this build's own ablations
 datasets = ["synthetic"]  # datasets of this build's ablations
 seeds = [0]  # training seeds of this build's variants
 epochs = 6  # training epochs per run; None: the profile's
-max_samples = None  # cap on training volumes; None: the profile's (quick: 256 synthetic volumes)
-max_eval_samples = (
-    None  # cap on validation and test volumes; None: the profile's
-)
+# cap on training volumes; None: the profile's (quick: 256 synthetic volumes)
+max_train_samples = None
+# cap on validation and test volumes; None: the profile's
+max_eval_samples = None
 heads = [1, 4, 8]  # values of H in this build's ablations (DAS default 4)
 tau0s = [
     0.5,
@@ -58,9 +62,8 @@ ratio_methods = [
     "dps",
     "das",
 ]  # methods of this build's ratio curve (full sequence added)
-results_dir = (
-    "results/book"  # run store of the book (relative to the repository root)
-)
+# run store of the book (relative to the repository root)
+results_dir = "results/book"
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
@@ -371,7 +374,7 @@ plan = ablation_plan(
 )
 overrides = dict(
     epochs=epochs,
-    max_train_samples=max_samples,
+    max_train_samples=max_train_samples,
     max_eval_samples=max_eval_samples,
     device=device,
     num_threads=num_threads,

@@ -43,12 +43,13 @@
 # one `torch.compile`'d function, `das.samplers.fused`), eager where compiling is unavailable.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
 seed = 0  # seeds the benchmark input and the models' initial weights
-device = "cpu"  # "cpu", "cuda" or "auto"; the performance targets are stated for the CPU
-num_threads = (
-    2  # CPU threads (torch.set_num_threads); the targets are stated for 2
-)
+# "cpu", "cuda" or "auto"; the performance targets are stated for the CPU
+device = "cpu"
+# CPU threads (torch.set_num_threads); the targets are stated for 2
+num_threads = 2
 sizes = [
     28,
     64,
@@ -65,18 +66,20 @@ methods = [
 ]  # besides the full-sequence model
 repeats = 7  # timed forward passes per model (the median is reported)
 warmup = 2  # untimed passes before timing
-latency_repeats = (
-    30  # timed forward passes at batch 1 (median and 99th percentile)
-)
+# timed forward passes at batch 1 (median and 99th percentile)
+latency_repeats = 30
 train_steps = 8  # timed training steps per model (throughput)
-data_batches = (
-    10  # batches timed in the data-path measurement (None: a whole epoch)
-)
+# batches timed in the data-path measurement (None: a whole epoch)
+data_batches = 10
 memory = True  # measure peak memory per method (in a fresh process on CPU)
-fused = None  # DAS's compiled evaluation: None (its default: wherever compiling works), True or False
-project_profile = "paper"  # the profile whose whole sweep is projected at the end of the chapter
+# DAS's compiled evaluation: None (its default: wherever compiling works), True
+# or False
+fused = None
+# the profile whose whole sweep is projected at the end of the chapter
+project_profile = "paper"
 project_steps = 8  # training steps timed per method for that projection
-reuse = True  # read results/book/<scale>/bench/bench.json when it holds this very configuration
+# reuse results/book/<scale>/bench/bench.json if it holds this configuration
+reuse = True
 
 # %% tags=["hide-cell"]
 import json
@@ -335,7 +338,8 @@ show()
 
 
 # %%
-SAVES = 0.9  # a method "saves time" where it takes at most this share of the full model's time
+# a method "saves time" where it takes at most this share of full's time
+SAVES = 0.9
 
 
 def saving_cells(

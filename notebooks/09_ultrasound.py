@@ -27,11 +27,13 @@
 #    frames DAS keeps.
 
 # %% tags=["parameters", "hide-input"]
-scale = "laptop"  # book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+# book scale this run belongs to (ci, laptop, gpu; set by the book builder)
+scale = "laptop"
 seed = 0  # seeds the synthetic frames of the layout demo and the Gumbel draws
 device = "auto"  # where training runs ("auto": CUDA when present, else "cpu")
 num_threads = 2  # torch CPU threads
-busv_root = None  # folder holding BUSV's rawframes/ (real data); None: the layout demo only
+# folder holding BUSV's rawframes/ (real data); None: the layout demo only
+busv_root = None
 methods = [
     "full",
     "uniform",
@@ -40,10 +42,15 @@ methods = [
 ]  # methods of the synthetic-video experiment
 seeds = [0]  # training seeds of the experiment
 epochs = 2  # training epochs per run
-max_samples = 96  # training videos per run (and validation/test videos); 512 is the whole train split
-image_size = 32  # frame size (pixels, square) of the synthetic videos and of the cine given to DAS
-num_frames = 16  # frames per video after resampling (BUSV, synthetic, the cine for trained DAS)
-results_dir = "results/book"  # run store of the book (relative to the repository root); runs go to <scale>/ultrasound
+max_train_samples = 96  # training videos per run; 512 is the whole train split
+max_eval_samples = 96  # validation and test videos per run (None: all)
+# frame size (pixels, square) of the synthetic videos and the cine DAS sees
+size = 32
+# frames per video after resampling (BUSV, synthetic, the cine for trained DAS)
+num_frames = 16
+# run store of the book (relative to the repository root); runs go to
+# <scale>/ultrasound
+results_dir = "results/book"
 
 # %% tags=["hide-cell"]
 import tempfile
@@ -144,7 +151,7 @@ def filmstrip(
 # classes `benign` and `malignant`. `das.data.load_busv` reads that layout: frames sorted by the
 # numbers in their names (so `10.png` follows `9.png`), resampled to `num_frames` evenly spaced
 # frames (frames repeat when a video is shorter), converted to grey and resized to
-# `image_size` $\times$ `image_size`. Labels follow the class folders in sorted order. BUSV has no
+# `size` $\times$ `size`. Labels follow the class folders in sorted order. BUSV has no
 # official split; `VolumeDataset.subset` makes one.
 #
 # Without the dataset, the cell below writes a **layout demo**: four short videos of **synthetic**
@@ -171,7 +178,7 @@ for label, counts in lengths.items():
                 folder / f"{t + 1}.png"
             )
         video += 1
-demo = load_busv(demo_root, num_frames=num_frames, image_size=image_size)
+demo = load_busv(demo_root, num_frames=num_frames, image_size=size)
 print(
     "layout:",
     *sorted(
@@ -199,7 +206,7 @@ if busv_root is None:
         color="tab:gray",
     )
 else:
-    busv = load_busv(busv_root, num_frames=num_frames, image_size=image_size)
+    busv = load_busv(busv_root, num_frames=num_frames, image_size=size)
     print(busv)
     print(
         "videos per class:",
@@ -222,7 +229,7 @@ demo_dir.cleanup()
 # sideways frame by frame. In 4 consecutive frames out of 16, at a random position, the probe passes
 # over a lesion, whose kind is the label: round hypoechoic, irregular hypoechoic or round
 # hyperechoic. The other frames show only tissue, so a sampler that keeps half the frames can miss the
-# lesion. One video (at 64 pixels here; the experiment uses `image_size`):
+# lesion. One video (at 64 pixels here; the experiment uses `size`):
 
 # %%
 example = load_dataset(
@@ -242,8 +249,8 @@ filmstrip(
 
 # %% [markdown]
 # Every method of the parameters cell is trained with the project's trainer on these videos at
-# `image_size` pixels (MobileNetV3-Small per frame, Adam, 50% of the frames kept except by `full`),
-# for `epochs` epochs on `max_samples` training videos, once per seed. Every run is one record of the
+# `size` pixels (MobileNetV3-Small per frame, Adam, 50% of the frames kept except by `full`),
+# for `epochs` epochs on `max_train_samples` training videos, once per seed. Every run is one record of the
 # results store (`results/book/<scale>/ultrasound/`); a rerun with the same parameters reads them back.
 
 # %%
@@ -255,11 +262,11 @@ runs = [
             method=method,
             ratio=0.5,
             seed=run_seed,
-            size=image_size,
+            size=size,
             epochs=epochs,
             patience=None,
-            max_train_samples=max_samples,
-            max_eval_samples=max_samples,
+            max_train_samples=max_train_samples,
+            max_eval_samples=max_eval_samples,
             dataset_options={"num_frames": num_frames},
             device=device,
             num_threads=num_threads,
@@ -337,7 +344,7 @@ show()
 #   needs no training, so its choice on a real video is exactly the paper's rule, not an artefact of a
 #   model trained on other data. It runs on all 30 frames at full resolution, keeping 15.
 # - **the DAS trained above** on synthetic videos (learned base score), for comparison. It expects
-#   `num_frames` frames of `image_size` pixels, so the cine is resampled to that many evenly spaced
+#   `num_frames` frames of `size` pixels, so the cine is resampled to that many evenly spaced
 #   frames and resized (which squeezes its 4:3 frames to squares). It was trained on synthetic data: its
 #   choice shows how the learned rule transfers, nothing about the heart.
 
@@ -375,12 +382,13 @@ rows = [
     ("uniform", uniform_picks, "tab:green"),
     ("DAS, variance (paper-literal)", literal_picks, "tab:orange"),
 ]
-if keep:  # the DAS trained above: its weights are in the kept checkpoint of its first seed
+# the DAS trained above: its weights are in its first seed's kept checkpoint
+if keep:
     das_model = trained_model(outcomes[-1], store)
     resampled = torch.as_tensor(
         resample_indices(T_cine, num_frames)
     )  # cine frame of each of the num_frames
-    small = load_pydicom_cine(image_size=image_size)[
+    small = load_pydicom_cine(image_size=size)[
         resampled
     ]  # [num_frames, 1, S, S]
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ SHRINK_KNOBS = {
     "datasets",
     "methods",
     "ratios",
-    "max_samples",
+    "max_train_samples",
     "num_samples",
     "num_volumes",
     "num_videos",
@@ -193,3 +194,27 @@ def test_new_stored_measurements_make_the_chapters_run_again(tmp_path: Path, mon
     before = book.inputs_digest()
     (tmp_path / "measurements" / "cpu" / "seed0.json").write_text("{}")
     assert book.inputs_digest() != before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_knobs_passed_to_training_keep_the_setting_name(name: str) -> None:
+    """One vocabulary: a knob handed to a training setting (``TrainConfig`` field or profile override)
+    is called what the setting is called, as on the command line; a knob for a chapter's second
+    dataset carries that dataset's name as a prefix (``synthetic_epochs``)."""
+    from das.config import TrainConfig
+    from das.data import DATASETS
+
+    settings = {field.name for field in dataclasses.fields(TrainConfig)}
+    knobs = set(parameters_cell(name))
+    nb = book.read_notebook(book.source_path(name))
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not c.source.startswith("%"))
+    renamed = {
+        f"{keyword.arg}={keyword.value.id}"
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call)
+        for keyword in node.keywords
+        if keyword.arg in settings and isinstance(keyword.value, ast.Name)
+        if keyword.value.id in knobs and keyword.value.id != keyword.arg and keyword.value.id not in settings
+        if keyword.value.id.split("_")[0] not in DATASETS
+    }
+    assert not renamed, f"{name}: knobs renamed on their way to training: {sorted(renamed)}"
