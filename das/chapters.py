@@ -150,6 +150,16 @@ PLOT_STYLE = {
 }
 
 
+def error_bars(center: Any, low: Any, high: Any) -> list[Any]:
+    """``[below, above]``: the distances from ``center`` to an interval's ends, as matplotlib's
+    ``errorbar`` takes them. A percentile interval need not contain the mean of the seeds; the side
+    it falls short on is drawn with length 0 (the tables print the interval itself)."""
+    import numpy as np
+
+    center, low, high = (np.asarray(v, dtype=float) for v in (center, low, high))
+    return [np.clip(center - low, 0, None), np.clip(high - center, 0, None)]
+
+
 def setup_plots() -> None:
     """The book's matplotlib style: figures as wide as the text column, text of at least 9 pt."""
     import matplotlib.pyplot as plt

@@ -74,6 +74,7 @@ from IPython.display import Markdown, display
 
 from das.chapters import (
     book_store,
+    error_bars,
     glue,
     machine_label,
     measured_runs,
@@ -159,6 +160,10 @@ real_variants = variant_records(
 )
 glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(real)}"))
 glue("real_seeds", len(real_seeds))
+NOT_STORED = Markdown(
+    "*Not stored yet: `python -m das sweep ablations --profile real` "
+    "trains these runs.*"
+)
 
 # %% [markdown]
 # ## Real data: the sampling ratio
@@ -177,80 +182,89 @@ ratios_real = sorted(
     }
 )
 curve_rows = []
-fig, ax = plt.subplots(figsize=(6.8, 3.6))
-for method in ("uniform", "dps", "das"):
-    groups = {
-        ratio: real_variants[(variant_name(ratio, {}, defaults), method)]
-        for ratio in ratios_real
-        if (variant_name(ratio, {}, defaults), method) in real_variants
-    }
-    if not groups:
-        continue
-    table = auc_rows(
-        {f"{method} {ratio:g}": recs for ratio, recs in groups.items()}
-    )
-    xs = list(groups)
-    ax.errorbar(
-        xs,
-        table["auc_mean"],
-        yerr=[
-            table["auc_mean"] - table["auc_low"],
-            table["auc_high"] - table["auc_mean"],
-        ],
-        fmt="o-",
-        capsize=3,
-        color=COLORS[method],
-        label=method,
-    )
-    curve_rows += [
-        {
-            "method": method,
-            "ratio": x,
-            "AUC": f"{m:.3f}",
-            "95% interval": f"[{lo:.3f},{NBSP}{hi:.3f}]",
+if ratios_real:
+    fig, ax = plt.subplots(figsize=(6.8, 3.6))
+    for method in ("uniform", "dps", "das"):
+        groups = {
+            ratio: real_variants[(variant_name(ratio, {}, defaults), method)]
+            for ratio in ratios_real
+            if (variant_name(ratio, {}, defaults), method) in real_variants
         }
-        for x, m, lo, hi in zip(
-            xs, table["auc_mean"], table["auc_low"], table["auc_high"]
+        if not groups:
+            continue
+        table = auc_rows(
+            {f"{method} {ratio:g}": recs for ratio, recs in groups.items()}
         )
-    ]
-full_key = next((key for key in real_variants if key[1] == "full"), None)
-if full_key is not None:
-    full = auc_rows({"full": real_variants[full_key]}).iloc[0]
-    ax.axhspan(
-        full["auc_low"], full["auc_high"], color=COLORS["full"], alpha=0.2, lw=0
+        xs = list(groups)
+        ax.errorbar(
+            xs,
+            table["auc_mean"],
+            yerr=error_bars(
+                table["auc_mean"], table["auc_low"], table["auc_high"]
+            ),
+            fmt="o-",
+            capsize=3,
+            color=COLORS[method],
+            label=method,
+        )
+        curve_rows += [
+            {
+                "method": method,
+                "ratio": x,
+                "AUC": f"{m:.3f}",
+                "95% interval": f"[{lo:.3f},{NBSP}{hi:.3f}]",
+            }
+            for x, m, lo, hi in zip(
+                xs, table["auc_mean"], table["auc_low"], table["auc_high"]
+            )
+        ]
+    full_key = next((key for key in real_variants if key[1] == "full"), None)
+    if full_key is not None:
+        full = auc_rows({"full": real_variants[full_key]}).iloc[0]
+        ax.axhspan(
+            full["auc_low"],
+            full["auc_high"],
+            color=COLORS["full"],
+            alpha=0.2,
+            lw=0,
+        )
+        ax.axhline(
+            full["auc_mean"],
+            color=COLORS["full"],
+            lw=1.5,
+            label=f"full sequence ({full['auc_mean']:.3f})",
+        )
+    ax.set(
+        xlabel="share of slices kept, k/T",
+        ylabel="test AUC",
+        title="AdrenalMNIST3D: AUC against the sampling ratio",
     )
-    ax.axhline(
-        full["auc_mean"],
-        color=COLORS["full"],
-        lw=1.5,
-        label=f"full sequence ({full['auc_mean']:.3f})",
-    )
-ax.set(
-    xlabel="share of slices kept, k/T",
-    ylabel="test AUC",
-    title="AdrenalMNIST3D: AUC against the sampling ratio",
-)
-ax.grid(alpha=0.3)
-ax.legend(frameon=False)
-show()
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    show()
+else:
+    display(NOT_STORED)
 
 # %% tags=["remove-input"]
-display(
-    pd.DataFrame(curve_rows).pivot(
-        index="ratio", columns="method", values="AUC"
-    )
-)
-curve = pd.DataFrame(curve_rows).set_index(["method", "ratio"])
-glue(
-    "curve_das",
-    Markdown(
-        "; ".join(
-            f"{r:g}: {curve.loc[('das', r), 'AUC']}"
-            for r in ratios_real
-            if ("das", r) in curve.index
+if curve_rows:
+    display(
+        pd.DataFrame(curve_rows).pivot(
+            index="ratio", columns="method", values="AUC"
         )
-    ),
-)
+    )
+    curve = pd.DataFrame(curve_rows).set_index(["method", "ratio"])
+    glue(
+        "curve_das",
+        Markdown(
+            "; ".join(
+                f"{r:g}: {curve.loc[('das', r), 'AUC']}"
+                for r in ratios_real
+                if ("das", r) in curve.index
+            )
+        ),
+    )
+else:
+    glue("curve_das", Markdown("not stored yet"))
 
 # %% [markdown]
 # DAS's test AUC per ratio: {glue:md}`curve_das`.
@@ -280,73 +294,86 @@ groups = {
     for label, v in labels.items()
     if (v, "das") in real_variants
 }
-decisions = auc_rows(groups, reference="ours (defaults)")
-fig, ax = plt.subplots(figsize=(6.8, 0.42 * len(decisions) + 1.0))
-y = np.arange(len(decisions))
-ax.errorbar(
-    decisions["diff"],
-    y,
-    xerr=[
-        decisions["diff"] - decisions["diff_low"],
-        decisions["diff_high"] - decisions["diff"],
-    ],
-    fmt="o",
-    color="tab:orange",
-    capsize=3,
-)
-ax.axvline(0, color="k", lw=1)
-ax.set_yticks(y, decisions.index)
-ax.invert_yaxis()
-ax.set(
-    xlabel="test AUC minus ours (paired, 95% interval)",
-    title="DAS variants on AdrenalMNIST3D, 50% of slices",
-)
-ax.grid(axis="x", alpha=0.3)
-fig.tight_layout()
-show()
+have_decisions = "ours (defaults)" in groups and len(groups) > 1
+if have_decisions:
+    decisions = auc_rows(groups, reference="ours (defaults)")
+    fig, ax = plt.subplots(figsize=(6.8, 0.42 * len(decisions) + 1.0))
+    y = np.arange(len(decisions))
+    ax.errorbar(
+        decisions["diff"],
+        y,
+        xerr=error_bars(
+            decisions["diff"], decisions["diff_low"], decisions["diff_high"]
+        ),
+        fmt="o",
+        color="tab:orange",
+        capsize=3,
+    )
+    ax.axvline(0, color="k", lw=1)
+    ax.set_yticks(y, decisions.index)
+    ax.invert_yaxis()
+    ax.set(
+        xlabel="test AUC minus ours (paired, 95% interval)",
+        title="DAS variants on AdrenalMNIST3D, 50% of slices",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    show()
+else:
+    display(NOT_STORED)
 
 # %% tags=["remove-input"]
-display(
-    pd.DataFrame(
-        {
-            "variant": decisions.index,
-            "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
-            "95% interval": [
-                f"[{lo:.3f},{NBSP}{hi:.3f}]"
-                for lo, hi in zip(decisions["auc_low"], decisions["auc_high"])
-            ],
-            "minus ours": [f"{d:+.3f}" for d in decisions["diff"]],
-            "95% interval of the difference": [
-                f"[{lo:+.3f},{NBSP}{hi:+.3f}]"
-                for lo, hi in zip(decisions["diff_low"], decisions["diff_high"])
-            ],
-        }
-    ).set_index("variant")
-)
-resolved = [
-    v
-    for v in decisions.index
-    if decisions.loc[v, "diff_low"] > 0 or decisions.loc[v, "diff_high"] < 0
-]
-glue(
-    "resolved",
-    Markdown(
-        "; ".join(f"{v} ({decisions.loc[v, 'diff']:+.3f})" for v in resolved)
-        if resolved
-        else "none of them"
-    ),
-)
-tau_same = [
-    label
-    for label in decisions.index
-    if label.startswith("tau0")
-    and [r["metrics"]["auc"] for r in groups[label]]
-    == [r["metrics"]["auc"] for r in groups["ours (defaults)"]]
-]
-glue(
-    "tau_same",
-    Markdown(" and ".join(tau_same) if tau_same else "no tau0 variant"),
-)
+if have_decisions:
+    display(
+        pd.DataFrame(
+            {
+                "variant": decisions.index,
+                "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
+                "95% interval": [
+                    f"[{lo:.3f},{NBSP}{hi:.3f}]"
+                    for lo, hi in zip(
+                        decisions["auc_low"], decisions["auc_high"]
+                    )
+                ],
+                "minus ours": [f"{d:+.3f}" for d in decisions["diff"]],
+                "95% interval of the difference": [
+                    f"[{lo:+.3f},{NBSP}{hi:+.3f}]"
+                    for lo, hi in zip(
+                        decisions["diff_low"], decisions["diff_high"]
+                    )
+                ],
+            }
+        ).set_index("variant")
+    )
+    resolved = [
+        v
+        for v in decisions.index
+        if decisions.loc[v, "diff_low"] > 0 or decisions.loc[v, "diff_high"] < 0
+    ]
+    glue(
+        "resolved",
+        Markdown(
+            "; ".join(
+                f"{v} ({decisions.loc[v, 'diff']:+.3f})" for v in resolved
+            )
+            if resolved
+            else "none of them"
+        ),
+    )
+    tau_same = [
+        label
+        for label in decisions.index
+        if label.startswith("tau0")
+        and [r["metrics"]["auc"] for r in groups[label]]
+        == [r["metrics"]["auc"] for r in groups["ours (defaults)"]]
+    ]
+    glue(
+        "tau_same",
+        Markdown(" and ".join(tau_same) if tau_same else "no tau0 variant"),
+    )
+else:
+    glue("resolved", Markdown("not stored yet"))
+    glue("tau_same", Markdown("(not stored yet)"))
 
 # %% [markdown]
 # Variants whose difference to our defaults the paired intervals resolve: {glue:md}`resolved`.

@@ -72,3 +72,9 @@ def test_small_figure_text_is_found() -> None:
     wide, _ = plt.subplots(figsize=(14, 3))  # shrunk to half in the column: 10 pt ticks become 5 pt
     assert small_text(wide)
     plt.close("all")
+
+
+def test_error_bars_are_distances_and_never_negative() -> None:
+    below, above = das.chapters.error_bars([0.5, 0.8], [0.4, 0.82], [0.7, 0.9])
+    assert below.tolist() == pytest.approx([0.1, 0.0])  # the interval starts above the mean: no bar
+    assert above.tolist() == pytest.approx([0.2, 0.1])
