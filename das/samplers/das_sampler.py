@@ -111,8 +111,8 @@ class DASSampler(Sampler):
     ``fused`` (evaluation only): run features, base score and top-k as one ``torch.compile``'d
     function (:func:`fixed_evaluation` through :mod:`das.samplers.fused`; the gather stays eager).
     ``None`` (default) compiles on CPU and CUDA when the features are fixed; ``True`` insists on
-    fixed features; ``False`` stays eager. Compiled once per frame shape and k, for every batch
-    size, on the third evaluation call of that shape (the first two run eager; compiling takes
+    fixed features; ``False`` stays eager. Compiled once per frame shape and k for batch 1 and
+    once for all larger batches, from the third evaluation call of that shape (the first two run eager; compiling takes
     seconds and needs a C++ compiler on CPU, Triton on CUDA). Where compiling fails the sampler
     evaluates eagerly, with one ``CompileUnavailableWarning`` per process. The picks are the eager
     path's: the compiled scores may differ in float32's last bits, which could only swap frames whose

@@ -91,7 +91,7 @@ def _edge_means(grey: Tensor) -> tuple[Tensor, Tensor]:
     interior = centre.shape[1] * centre.shape[2]
     # sqrt(gx^2 + gy^2) in three in-place passes (torch.hypot is ~2x slower on CPU).
     sobel = gx.square_().addcmul_(gy, gy).sqrt_().sum(dim=(1, 2)) / interior
-    return sobel, torch.linalg.vector_norm(laplacian.flatten(1), ord=1, dim=-1) / interior
+    return sobel, torch.linalg.vector_norm(laplacian, ord=1, dim=(1, 2)) / interior
 
 
 def _features(x: Tensor) -> Tensor:

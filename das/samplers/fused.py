@@ -7,9 +7,11 @@ eager when compiling is not possible here.
 
 Contract:
 
-* One compilation per ``key`` (the caller's: frame shape, k, options), with the batch size symbolic
-  (``mark_unbacked``, so batch 1 is not specialised either): batches of 1, 16 or 64 volumes of one
-  frame shape share one compiled function.
+* At most two compilations per ``key`` (the caller's: frame shape, k, options): one for batch 1
+  (static) and one for every other batch size (symbolic, ``mark_dynamic``), so batches of 2, 16 or
+  64 volumes of one frame shape share one compiled function. The symbolic one knows a size hint:
+  inductor then parallelises over the batch rather than inside the small reductions over T, which
+  an unhinted (``mark_unbacked``) batch forces (the compute chapter measures the sampler's cost).
 * Compiled on call number :data:`COMPILE_AFTER` + 1 of a key; the calls before return ``None``
   (the caller runs eagerly). Compiling costs seconds: a shape evaluated once or twice (a test, a
   quick look) never pays it, while an evaluation loop compiles on its third batch.
@@ -103,8 +105,8 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_compiled(fn: Callable[..., Any], key: Hashable, x: Tensor, *args: Any) -> Any | None:
-    """``fn(x, *args)`` compiled once per ``key``, with ``x``'s first dim (the batch) symbolic, under
-    ``torch.no_grad()``. ``None`` means: run your eager code instead, because the key has not been
+    """``fn(x, *args)`` compiled per ``key``, with ``x``'s first dim (the batch) symbolic unless it is
+    1, under ``torch.no_grad()``. ``None`` means: run your eager code instead, because the key has not been
     called :data:`COMPILE_AFTER` times yet, or compiling or running it failed (see the module docstring).
 
     ``fn`` must be a pure function of its arguments (tensors, modules whose parameters it reads,
@@ -118,7 +120,8 @@ def run_compiled(fn: Callable[..., Any], key: Hashable, x: Tensor, *args: Any) -
             return None
         compiled = _compiled[(fn, key)] = _compile(fn)
     x = x.detach()  # a new tensor object: the batch mark below stays off the caller's tensor
-    torch._dynamo.decorators.mark_unbacked(x, 0)
+    if x.shape[0] > 1:
+        torch._dynamo.mark_dynamic(x, 0)
     try:
         with torch.no_grad():
             return compiled(x, *args)
