@@ -3,7 +3,9 @@
 For every frame size and batch size (the crossover map), the same batch goes through the
 full-sequence model and through each subsampled model at each sampling ratio (warm-up, then repeated
 timings, medians reported), so every time is also a ratio to the full model measured in the same
-run. At batch 1 the rows also give latency percentiles (p50, p99 over ``latency_repeats`` calls).
+run. The models' calls are interleaved, one call of each per round, so that drift of the machine
+falls on all of them alike. At batch 1 the rows also give latency percentiles (p50, p99 over
+``latency_repeats`` calls).
 FLOPs come from ``FlopCounterMode`` (:func:`das.flops.count_flops`). Also measured: the DAS
 sampler's own share of the time and FLOPs of the full model, peak memory per method for inference
 and for one training step (:func:`bench_memory`), training throughput and the data path's share of
@@ -26,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,7 +140,7 @@ class BenchConfig:
             "sizes": (28,),
             "batch_sizes": (16,),
             "warmup": 2,
-            "repeats": 7,
+            "repeats": 21,
             "latency_repeats": 30,
             "train_steps": 8,
             "data_batches": 10,
@@ -157,16 +159,7 @@ def _sync(device: torch.device) -> None:
 
 def call_seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
     """Wall time of each of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+    return interleaved_call_seconds([fn], device, warmup, repeats)[0]
 
 
 def median_seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
@@ -200,12 +193,29 @@ def _volumes(config: BenchConfig, batch: int, size: int, seed_offset: int = 0) -
     return torch.rand(shape, generator=torch.Generator().manual_seed(config.seed + seed_offset))
 
 
-def _timing(
-    forward: Callable[[], object], batch: int, config: BenchConfig, device: torch.device, prefix: str = ""
-) -> dict[str, float]:
-    """Median ms per batch and per volume; at batch 1, latency p50 and p99 over ``latency_repeats``."""
-    repeats = config.latency_repeats if batch == 1 else config.repeats
-    ms = [1e3 * s for s in call_seconds(forward, device, _warmup(config), repeats)]
+def interleaved_call_seconds(
+    fns: Sequence[Callable[[], object]], device: torch.device, warmup: int, repeats: int
+) -> list[list[float]]:
+    """Wall time of ``repeats`` calls of each of ``fns``, one call of each per round in turn, after
+    ``warmup`` such rounds: a slow spell of the machine then falls on every function alike, so their
+    ratios hold even when the absolute times drift."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            fn_times.append(time.perf_counter() - start)
+    return times
+
+
+def _timing_row(seconds: list[float], batch: int, prefix: str = "") -> dict[str, float]:
+    """Median ms per batch and per volume; at batch 1 also the latency p50 and p99."""
+    ms = [1e3 * s for s in seconds]
     row = {f"{prefix}ms_per_batch": statistics.median(ms), f"{prefix}ms_per_volume": statistics.median(ms) / batch}
     if batch == 1:
         row[f"{prefix}latency_ms_p50"] = float(np.percentile(ms, 50))
@@ -213,26 +223,35 @@ def _timing(
     return row
 
 
-def _inference_timing(model: SubsampledClassifier, x: Tensor, config: BenchConfig, device: torch.device) -> dict:
+def _forward(model: Callable[[Tensor], Tensor], x: Tensor, device: torch.device) -> Callable[[], object]:
     def forward() -> object:
         with torch.no_grad(), autocast(device):
             return model(x)
 
-    row = _timing(forward, x.shape[0], config, device)
+    return forward
+
+
+def _inference_timings(
+    models: list[SubsampledClassifier], x: Tensor, config: BenchConfig, device: torch.device
+) -> list[dict[str, float]]:
+    """One timing row per model on the batch ``x``, the models' calls interleaved
+    (:func:`interleaved_call_seconds`); at batch 1 ``latency_repeats`` calls each, else ``repeats``."""
+    batch = x.shape[0]
+    repeats = config.latency_repeats if batch == 1 else config.repeats
+    forwards = [_forward(model, x, device) for model in models]
+    seconds = interleaved_call_seconds(forwards, device, _warmup(config), repeats)
+    rows = [_timing_row(s, batch) for s in seconds]
     if config.cuda_graphs:
-        graphed = model.compiled_for_inference(mode="reduce-overhead")
-
-        def replay() -> object:
-            with autocast(device):
-                return graphed(x)
-
-        row |= _timing(replay, x.shape[0], config, device, prefix="cuda_graphs_")
-    return row
+        replays = [_forward(model.compiled_for_inference(mode="reduce-overhead"), x, device) for model in models]
+        seconds = interleaved_call_seconds(replays, device, _warmup(config), repeats)
+        for row, s in zip(rows, seconds):
+            row |= _timing_row(s, batch, prefix="cuda_graphs_")
+    return rows
 
 
 def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str, Any]]:
     """One row per (size, batch size, method, ratio), each with its ratio to the full model measured
-    on the same batch."""
+    on the same batch, in the same rounds of calls."""
     rows = []
     for size in config.sizes:
         num_frames = config.frames(size)
@@ -244,8 +263,9 @@ def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str,
         flops = {key: count_flops(model, probe) for key, model in models.items()}
         for batch in config.batch_sizes:
             x = _volumes(config, batch, size).to(device)
+            timings = _inference_timings(list(models.values()), x, config, device)
             full: dict[str, Any] = {}
-            for (method, ratio), model in models.items():
+            for ((method, ratio), model), timing in zip(models.items(), timings):
                 row: dict[str, Any] = {
                     "method": method,
                     "ratio": ratio,
@@ -253,7 +273,7 @@ def bench_inference(config: BenchConfig, device: torch.device) -> list[dict[str,
                     "num_frames": num_frames,
                     "batch_size": batch,
                     "k": model.sampler.k,
-                    **_inference_timing(model, x, config, device),
+                    **timing,
                     "flops_per_volume": flops[(method, ratio)],
                 }
                 full = full or row  # the full model comes first

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from das.bench import TARGETS, BenchConfig, check_targets, main_summary, run_bench
+from das.bench import TARGETS, BenchConfig, check_targets, interleaved_call_seconds, main_summary, run_bench
 from das.model import SubsampledClassifier
 from das.samplers import make_sampler
 
@@ -111,6 +111,15 @@ def _row(method: str, ratio: float, size: int, batch: int, time_ratio: float, **
         "time_ratio_to_full": time_ratio,
         **extra,
     }
+
+
+def test_timed_calls_take_turns_so_drift_falls_on_every_model_alike() -> None:
+    calls: list[str] = []
+    fns = [lambda: calls.append("full"), lambda: calls.append("das")]
+    times = interleaved_call_seconds(fns, torch.device("cpu"), warmup=1, repeats=3)
+    assert calls == ["full", "das"] * 4  # one warm-up round, then three timed rounds
+    assert [len(t) for t in times] == [3, 3]
+    assert all(t >= 0 for row in times for t in row)
 
 
 def test_targets_read_the_rows_they_name() -> None:
