@@ -52,6 +52,20 @@ PROTOCOL_CANDIDATES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.05,
         "class_weights": "balanced",
     },
+    # Second round: the affine candidates kept the training loss high (underfitting), so the flip alone.
+    "step-auc-flip-wd-balanced": {
+        "lr_schedule": "step",
+        "select_metric": "val_auc",
+        "augment": "flip",
+        "weight_decay": 0.05,
+        "class_weights": "balanced",
+    },
+    "step-auc-flip-balanced": {
+        "lr_schedule": "step",
+        "select_metric": "val_auc",
+        "augment": "flip",
+        "class_weights": "balanced",
+    },
 }
 PROTOCOL_METHODS: tuple[str, ...] = ("full", "uniform", "das")
 PROTOCOL_SEEDS: tuple[int, ...] = (0, 1)
