@@ -150,6 +150,29 @@ PLOT_STYLE = {
 }
 
 
+NBSP = "\u00a0"  # keeps "0.748 ± 0.030" and "[0.687, 0.803]" on one line in a table cell
+
+
+def number(value: float, digits: int = 3, signed: bool = False) -> str:
+    """``value`` rounded to ``digits`` decimals, with its sign when ``signed``; never ``-0.000``
+    (a difference that rounds to zero is zero), and ``-`` for NaN."""
+    if value != value:  # NaN
+        return "-"
+    rounded = round(float(value), digits) + 0.0  # adding 0.0 turns -0.0 into 0.0
+    return f"{rounded:{'+' if signed else ''}.{digits}f}"
+
+
+def mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """``mean ± std`` on one line (``mean`` alone when ``std`` is NaN: one seed)."""
+    text = number(mean, digits)
+    return text if std != std or text == "-" else f"{text}{NBSP}±{NBSP}{number(std, digits)}"
+
+
+def interval(low: float, high: float, digits: int = 3, signed: bool = False) -> str:
+    """``[low, high]`` on one line."""
+    return f"[{number(low, digits, signed)},{NBSP}{number(high, digits, signed)}]"
+
+
 def error_bars(center: Any, low: Any, high: Any) -> list[Any]:
     """``[below, above]``: the distances from ``center`` to an interval's ends, as matplotlib's
     ``errorbar`` takes them. A percentile interval need not contain the mean of the seeds; the side

@@ -174,7 +174,15 @@ described = (
         ]
     )
     .set_index("protocol")
-    .fillna("default")
+    .fillna("–")
+    .rename(
+        columns={
+            "lr_schedule": "schedule",
+            "select_metric": "select on",
+            "weight_decay": "weight decay",
+            "class_weights": "class weights",
+        }
+    )
 )
 display(described)
 glue(

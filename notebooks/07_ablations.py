@@ -76,8 +76,10 @@ from das.chapters import (
     book_store,
     error_bars,
     glue,
+    interval,
     machine_label,
     measured_runs,
+    number,
     setup_plots,
     show,
     sweep,
@@ -101,7 +103,6 @@ COLORS = {
     "dps": "tab:blue",
     "das": "tab:orange",
 }
-NBSP = "\u00a0"
 
 
 def variant_records(
@@ -212,7 +213,7 @@ if ratios_real:
                 "method": method,
                 "ratio": x,
                 "AUC": f"{m:.3f}",
-                "95% interval": f"[{lo:.3f},{NBSP}{hi:.3f}]",
+                "95% interval": interval(lo, hi),
             }
             for x, m, lo, hi in zip(
                 xs, table["auc_mean"], table["auc_low"], table["auc_high"]
@@ -330,14 +331,16 @@ if have_decisions:
                 "variant": decisions.index,
                 "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
                 "95% interval": [
-                    f"[{lo:.3f},{NBSP}{hi:.3f}]"
+                    interval(lo, hi)
                     for lo, hi in zip(
                         decisions["auc_low"], decisions["auc_high"]
                     )
                 ],
-                "minus ours": [f"{d:+.3f}" for d in decisions["diff"]],
+                "minus ours": [
+                    number(d, signed=True) for d in decisions["diff"]
+                ],
                 "95% interval of the difference": [
-                    f"[{lo:+.3f},{NBSP}{hi:+.3f}]"
+                    interval(lo, hi, signed=True)
                     for lo, hi in zip(
                         decisions["diff_low"], decisions["diff_high"]
                     )
@@ -354,7 +357,8 @@ if have_decisions:
         "resolved",
         Markdown(
             "; ".join(
-                f"{v} ({decisions.loc[v, 'diff']:+.3f})" for v in resolved
+                f"{v} ({number(decisions.loc[v, 'diff'], signed=True)})"
+                for v in resolved
             )
             if resolved
             else "none of them"

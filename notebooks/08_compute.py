@@ -32,10 +32,11 @@
 # `results/book/<scale>/bench/bench.json`, written by the project's benchmark suite
 # (`das.bench.run_bench`, the code behind `python -m das bench`): in one process, for every frame size
 # and batch size, the same batch goes through the full-sequence model and through every subsampled
-# model (warm-up, then repeated timings, medians), so each time is also a ratio to the full model
-# measured on the same batch. FLOPs are counted with `FlopCounterMode` on one volume. The notebook
-# runs the suite unless that file already holds a run with exactly this configuration, on the same
-# code (a hash of the `das` sources), torch version and thread count; then it reads it (set
+# model (warm-up, then repeated timings, the models' calls taken in turn, medians), so each time is
+# also a ratio to the full model measured on the same batch and in the same spell of the machine.
+# FLOPs are counted with `FlopCounterMode` on one volume. The notebook runs the suite unless that
+# file already holds a run with exactly this configuration, on the same code (a hash of the `das`
+# sources), torch version and thread count; then it reads it (set
 # `reuse = False` to measure again). The inputs are random volumes of $T$ frames of size $\times$
 # size pixels with $T$ = size (cubes, as the MedMNIST3D volumes are; random values, irrelevant to
 # cost: no method's cost depends on pixel values); the data-path figures use the real AdrenalMNIST3D
@@ -175,7 +176,7 @@ gpu_rows = pd.DataFrame(inference_rows(gpu))
 # if anything, overstated. FLOP counting always runs DAS's eager code, operator by operator, so the
 # count is the same whether its evaluation is compiled or not.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-input"]
 for size, rows in inference.groupby("size"):
     full_mflops = (
         rows.loc[rows["method"] == "full", "flops_per_volume"].item() / 1e6
@@ -183,9 +184,8 @@ for size, rows in inference.groupby("size"):
     table = rows[rows["method"] != "full"].pivot(
         index="method", columns="ratio", values="flops_ratio_to_full"
     )
-    print(
-        f"{size}^3: full-sequence model {full_mflops:.3f} MFLOPs per volume; FLOPs of each method / full:"
-    )
+    print(f"{size}^3: full-sequence model, {full_mflops:.3f} MFLOPs per volume")
+    print("FLOPs of each method / full:")
     print(table.reindex(methods).round(4).to_string())
     if "das" in methods:
         share = das_rows.loc[size, "sampler_flops_share"]
@@ -581,6 +581,9 @@ glue("cmp_setting", "matches" if on_target_machine else "differs from")
 # This run's setting {glue:text}`cmp_setting` the targets' (CPU, 2 threads). Wall times on a shared
 # machine are noisy; the FLOP figures are exact. Small elementwise ops suffer most from a busy CPU
 # (several threads waiting for each other), so the sampler's time share is the least stable figure.
+# The sampler alone is timed in a loop of its own calls, its input warm in the caches; inside the
+# model it runs after the backbone has swept through them, so DAS minus uniform is what the sampler
+# costs in use, and it comes out above the sampler's own share.
 #
 # ## Training throughput
 #
