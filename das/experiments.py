@@ -68,6 +68,27 @@ PROTOCOL_CANDIDATES: dict[str, dict[str, Any]] = {
     },
 }
 PROTOCOL_METHODS: tuple[str, ...] = ("full", "uniform", "das")
+
+
+def simplest_first(candidates: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Candidate names, simplest first: fewer settings that differ from ``TrainConfig``'s defaults,
+    then the milder augmentation (each recipe of :data:`das.augment.AUGMENTATIONS` contains the one
+    before it), then the order given. The tie-break of :func:`das.reports.choose_protocol`."""
+    from das.augment import AUGMENTATIONS
+    from das.config import TrainConfig
+
+    candidates = PROTOCOL_CANDIDATES if candidates is None else candidates
+    defaults = TrainConfig(dataset="synthetic")
+    strength = {name: rank for rank, name in enumerate(AUGMENTATIONS)}
+
+    def complexity(name: str) -> tuple[int, int]:
+        options = candidates[name]
+        changed = sum(getattr(defaults, key) != value for key, value in options.items())
+        return changed, strength[options.get("augment", defaults.augment)]
+
+    return sorted(candidates, key=complexity)  # sorted() is stable: ties keep the order given
+
+
 PROTOCOL_SEEDS: tuple[int, ...] = (0, 1)
 
 

@@ -35,3 +35,15 @@ def test_curves_have_one_row_per_epoch_and_mark_the_selected_one() -> None:
     assert isinstance(frame, pd.DataFrame) and len(frame) == 3
     assert frame.loc[frame["best"], "epoch"].tolist() == [2]
     assert frame["val_auc"].tolist() == pytest.approx([0.6, 0.8, 0.7])
+
+
+def test_simplest_first_counts_changed_settings_then_the_milder_augmentation() -> None:
+    from das.experiments import simplest_first
+
+    candidates = {
+        "strong": {"lr_schedule": "step", "augment": "affine"},
+        "defaults": {"lr_schedule": "constant"},  # TrainConfig's default: no change
+        "mild": {"lr_schedule": "step", "augment": "flip"},
+        "more": {"lr_schedule": "step", "augment": "flip", "weight_decay": 0.05},
+    }
+    assert simplest_first(candidates) == ["defaults", "mild", "strong", "more"]
