@@ -116,6 +116,32 @@ def measured_runs(folder: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+# What a stored run is, rather than how it was trained: not part of a protocol.
+_RUN_IDENTITY = frozenset({"dataset", "method", "seed", "ratio", "size", "sampler_options"})
+
+
+def protocol_differences(records: Sequence[dict[str, Any]], profile: str) -> dict[str, list[Any]]:
+    """The training settings in which stored ``records`` differ from what ``profile`` trains for the
+    same dataset, method and seed (:mod:`das.profiles`; the run's identity, its ratio, frame size and
+    sampler options, and run-local fields aside): ``{field: the values the records used}``, empty
+    when every record ran under the profile's protocol. A chapter that says "profile X" checks this."""
+    from das.config import RUN_LOCAL_FIELDS, TrainConfig
+    from das.profiles import get_profile
+
+    spec = get_profile(profile)
+    defaults = TrainConfig.default_dict()
+    used: dict[str, set[str]] = {}
+    for record in records:
+        stored = record["config"]
+        expected = spec.config(stored["dataset"], stored["method"], stored["seed"]).to_dict()
+        for key, value in expected.items():
+            if key in RUN_LOCAL_FIELDS or key in _RUN_IDENTITY:
+                continue
+            if stored.get(key, defaults[key]) != value:
+                used.setdefault(key, set()).add(json.dumps(stored.get(key, defaults[key])))
+    return {key: sorted(json.loads(v) for v in values) for key, values in used.items()}
+
+
 def machine_label(records: Sequence[dict[str, Any]]) -> str:
     """Where stored runs ran, in words: ``"CPU (x86_64, 2 cores), 1 thread per run, torch 2.14.1"``."""
     kinds = set()

@@ -57,6 +57,7 @@ from das.chapters import (
     mean_std,
     measured_runs,
     number,
+    protocol_differences,
     setup_plots,
     show,
     sweep,
@@ -128,6 +129,10 @@ def table_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 real = measured_runs(stored_runs)
+# the table below says "profile real": it shows only runs of today's real profile
+assert not protocol_differences(real, "real"), protocol_differences(
+    real, "real"
+)
 # Table 1 (the ablations are stored beside it)
 at_28 = [r for r in real if r["group"] == "real"]
 at_64 = [r for r in real if r["group"] == "real/size-64"]

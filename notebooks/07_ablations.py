@@ -26,8 +26,8 @@
 #   gradient estimator, the score-function (REINFORCE) estimator our profiles use or the paper's
 #   straight-through Gumbel-softmax gradient.
 #
-# On **real AdrenalMNIST3D**, the variants ran under the `real` profile with three seeds; their runs
-# are stored in the repository and read back here, with 95% bootstrap intervals. On the **synthetic
+# On **real AdrenalMNIST3D**, the variants ran under {glue:md}`real_protocol` with three seeds; their
+# runs are stored in the repository and read back here, with 95% bootstrap intervals. On the **synthetic
 # benchmark** (labelled synthetic: the label sits in one slice at a random depth, so a static
 # sampler has a known ceiling), this build trains the variants itself.
 
@@ -40,7 +40,7 @@ seed = 0
 device = "auto"
 num_threads = 2  # torch CPU threads per run
 # stored real-data runs of the real profile (under measurements/)
-stored_runs = "cpu/real"
+stored_runs = "cpu/real-affine"
 num_draws = 2000  # bootstrap draws per interval
 profile = "quick"  # the sweep profile of this build's own ablations
 datasets = ["synthetic"]  # datasets of this build's ablations
@@ -80,6 +80,7 @@ from das.chapters import (
     machine_label,
     measured_runs,
     number,
+    protocol_differences,
     setup_plots,
     show,
     sweep,
@@ -160,6 +161,20 @@ real_variants = variant_records(
     real, ablation_runs("real", seeds=real_seeds), defaults
 )
 glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(real)}"))
+# The protocol the stored runs trained under, against today's `real` profile.
+differs = protocol_differences(real, "real")
+glue(
+    "real_protocol",
+    Markdown(
+        "the `real` profile"
+        if not differs
+        else "an earlier protocol, the `real` profile of the protocol chapter's first round ("
+        + ", ".join(
+            f"`{k}={'/'.join(map(str, v))}`" for k, v in differs.items()
+        )
+        + ")"
+    ),
+)
 glue("real_seeds", len(real_seeds))
 NOT_STORED = Markdown(
     "*Not stored yet: `python -m das sweep ablations --profile real` "

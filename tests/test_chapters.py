@@ -92,3 +92,14 @@ def test_numbers_in_tables_have_no_negative_zero_and_stay_on_one_line() -> None:
     assert mean_std(0.7481, float("nan")) == "0.748"
     assert interval(-1e-12, 0.0801, signed=True) == f"[+0.000,{NBSP}+0.080]"
     assert " " not in interval(0.6871, 0.8034) + mean_std(0.5, 0.1)
+
+
+def test_protocol_differences_name_the_settings_a_stored_run_did_not_use() -> None:
+    from das.chapters import protocol_differences
+    from das.profiles import get_profile
+
+    config = get_profile("real").config("adrenalmnist3d", "das", 0).to_dict()
+    variant = {**config, "ratio": 0.25, "sampler_options": {"heads": 1}, "num_threads": 1}
+    assert protocol_differences([{"config": config}, {"config": variant}], "real") == {}
+    other = {**config, "lr": 0.123, "epochs": 7}
+    assert protocol_differences([{"config": config}, {"config": other}], "real") == {"epochs": [7], "lr": [0.123]}

@@ -43,7 +43,7 @@ def test_the_real_profile_is_the_protocol_for_real_data() -> None:
     config = real.config("adrenalmnist3d", "das", 0)
     assert real.datasets == MEDMNIST3D and real.methods == METHODS and len(real.seeds) == 5
     assert (config.lr_schedule, config.select_metric, config.patience) == ("step", "val_auc", None)
-    assert (config.augment, config.weight_decay, config.class_weights) == ("affine", 0.05, "balanced")
+    assert (config.augment, config.weight_decay, config.class_weights) == ("flip", 0.0, "balanced")
     assert config.threshold == "validation"
     assert config.sampler_options == {"estimator": "score"} and config.sampler_warmup == 1
     assert real.ablation_datasets == ("adrenalmnist3d",)
