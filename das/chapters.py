@@ -218,9 +218,12 @@ def setup_plots() -> None:
 
 def small_text(fig) -> list[str]:  # noqa: ANN001 -- a matplotlib Figure
     """The visible texts of ``fig`` that would render below 9 pt in the book's column."""
-    width_px = fig.get_figwidth() * fig.dpi
-    shrink = min(1.0, COLUMN_PX / width_px)
     fig.canvas.draw()
+    # The page shows the figure saved with bbox_inches="tight" (the inline backend's default), so
+    # text that reaches past the figure's edge widens the image, and the browser shrinks all of it.
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())
+    width_px = max(fig.get_figwidth(), tight.width) * fig.dpi
+    shrink = min(1.0, COLUMN_PX / width_px)
     found = []
     for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize") and hasattr(artist, "get_text")):
         if not text.get_visible() or not text.get_text().strip():

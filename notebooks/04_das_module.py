@@ -48,6 +48,7 @@ num_draws = 500  # Gumbel draws for the with/without-replacement comparison
 results_dir = "results/book"
 
 # %% tags=["hide-cell"]
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -574,7 +575,7 @@ glue(
 )
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.1), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.3), sharey=True)
 for ax, (name, sel) in zip(axes, draws.items()):
     ax.imshow(
         sel.weights[0].detach().numpy(),
@@ -583,7 +584,8 @@ for ax, (name, sel) in zip(axes, draws.items()):
         vmax=1,
         aspect="auto",
     )
-    ax.set(title=f"{name}: one draw, {names[0]}", xlabel="slice index t")
+    ax.set(title=name, xlabel="slice index t")
+fig.suptitle(f"One draw for {names[0]}")
 axes[0].set_ylabel("row j")
 axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
 fig.tight_layout()
@@ -771,13 +773,16 @@ glue("syn_bacc", syn_bacc, display=False)
 v = int(rng.integers(len(syn_test)))
 where = int(informative[v].nonzero()[0, 0])
 fig, (ax_img, ax_score) = plt.subplots(
-    2, 1, figsize=(6.8, 2.6), height_ratios=[1.2, 1]
+    2, 1, figsize=(6.8, 2.9), height_ratios=[1.2, 1]
 )
 ax_img.imshow(strip(syn_x[v], set(syn_picks[v].tolist())))
 ax_img.set_axis_off()
 ax_img.set_title(
-    f"SYNTHETIC benchmark volume #{v} (label {syn_test.label_names[int(syn_test.labels[v])]}): "
-    f"informative slice {where} (red arrow); DAS keeps the framed slices",
+    textwrap.fill(
+        f"SYNTHETIC benchmark volume #{v} (label {syn_test.label_names[int(syn_test.labels[v])]}): "
+        f"informative slice {where} (red arrow); DAS keeps the framed slices",
+        80,
+    ),
     fontsize=9,
     loc="left",
 )

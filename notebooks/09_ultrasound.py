@@ -54,6 +54,7 @@ results_dir = "results/book"
 
 # %% tags=["hide-cell"]
 import tempfile
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -139,7 +140,7 @@ def filmstrip(
                 color=color if keep else "lightgray",
                 linewidth=2.5 if keep else 0.5,
             )
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 80))
     fig.tight_layout()
     show()
 
@@ -158,7 +159,7 @@ def filmstrip(
 # ultrasound-like frames (from the generator used in the next section, not BUSV images), two per
 # class folder, of different lengths, with frame names that are not zero-padded.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "hide-input"]
 lengths = {"benign": [20, 9], "malignant": [13, 24]}  # frames per demo video
 demo_dir = tempfile.TemporaryDirectory(prefix="busv-layout-demo-")
 demo_root = Path(demo_dir.name)
@@ -186,15 +187,23 @@ print(
     ),
     sep="\n  ",
 )
-print(demo)
-print("labels:", demo.labels.tolist(), "=", demo.label_names)
+print(
+    f"{len(demo)} videos of {demo.num_frames} frames, {size} x {size} pixels;",
+    "labels",
+    demo.labels.tolist(),
+    "=",
+    demo.label_names,
+)
+print("PNGs read as the frames, by video:")
 for label, counts in lengths.items():
     for count in counts:
+        frames = resample_indices(count, num_frames) + 1
         print(
-            f"{label} video of {count:>2} PNGs -> frames {(resample_indices(count, num_frames) + 1).tolist()}"
+            f"  {label:>9}, {count:>2} PNGs:",
+            " ".join(map(str, frames.tolist())),
         )
 
-# %%
+# %% tags=["hide-input"]
 if busv_root is None:
     filmstrip(
         demo[1][0],
@@ -231,7 +240,7 @@ demo_dir.cleanup()
 # hyperechoic. The other frames show only tissue, so a sampler that keeps half the frames can miss the
 # lesion. One video (at 64 pixels here; the experiment uses `size`):
 
-# %%
+# %% tags=["hide-input"]
 example = load_dataset(
     "synthetic_ultrasound", "test", size=64, num_samples=8, seed=seed
 )

@@ -71,6 +71,10 @@ def test_small_figure_text_is_found() -> None:
     assert any("tiny" in text for text in small_text(fig))
     wide, _ = plt.subplots(figsize=(14, 3))  # shrunk to half in the column: 10 pt ticks become 5 pt
     assert small_text(wide)
+    # a title wider than the figure widens the tight-cropped image the page shows, which is shrunk
+    long_title, _ = plt.subplots(figsize=(6.8, 1))
+    long_title.suptitle("a title that runs far past both edges of its figure " * 3)
+    assert small_text(long_title)
     plt.close("all")
 
 
