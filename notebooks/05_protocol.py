@@ -327,9 +327,10 @@ glue(
 # (`threshold="validation"`, `das.metrics.balanced_threshold`). It changes no AUC; the test split
 # only sees the threshold, never chooses it.
 #
-# The `real` profile of `das.profiles` is the protocol the Table 1 and ablation chapters use on real
-# data: {glue:md}`real_settings`, all six methods at 50%, five seeds. The test split is read once per
-# run, after its selected epoch and threshold.
+# The `real` profile of `das.profiles` is this protocol: {glue:md}`real_settings`, all six methods
+# at 50%, five seeds. The Table 1 chapter trains under it; the ablations chapter says which protocol
+# its stored runs trained under. The test split is read once per run, after its selected epoch and
+# threshold.
 #
 # The `paper` profile keeps the literal protocol, for readers who want to see it; on AdrenalMNIST3D it
 # does what the first figure shows.
