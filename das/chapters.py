@@ -116,15 +116,18 @@ def measured_runs(folder: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-# What a stored run is, rather than how it was trained: not part of a protocol.
-_RUN_IDENTITY = frozenset({"dataset", "method", "seed", "ratio", "size", "sampler_options"})
+# What identifies a stored run, rather than how it was trained: not part of a protocol.
+RUN_IDENTITY = frozenset({"dataset", "method", "seed", "ratio", "size", "sampler_options"})
 
 
-def protocol_differences(records: Sequence[dict[str, Any]], profile: str) -> dict[str, list[Any]]:
-    """The training settings in which stored ``records`` differ from what ``profile`` trains for the
-    same dataset, method and seed (:mod:`das.profiles`; the run's identity, its ratio, frame size and
-    sampler options, and run-local fields aside): ``{field: the values the records used}``, empty
-    when every record ran under the profile's protocol. A chapter that says "profile X" checks this."""
+def protocol_differences(
+    records: Sequence[dict[str, Any]], profile: str, ignore: frozenset[str] = RUN_IDENTITY
+) -> dict[str, list[Any]]:
+    """The settings in which stored ``records`` differ from what ``profile`` trains for the same
+    dataset, method and seed (:mod:`das.profiles`), fields in ``ignore`` and run-local fields aside:
+    ``{field: the values the records used}``, empty when every record ran under the profile. A chapter
+    that says "profile X" checks this; Table 1 runs should also match ratio and sampler options
+    (``ignore={"size"}``), ablation variants differ there by design (the default)."""
     from das.config import RUN_LOCAL_FIELDS, TrainConfig
     from das.profiles import get_profile
 
@@ -133,13 +136,10 @@ def protocol_differences(records: Sequence[dict[str, Any]], profile: str) -> dic
     used: dict[str, set[str]] = {}
     for record in records:
         stored = record["config"]
-        expected = spec.config(stored["dataset"], stored["method"], stored["seed"]).to_dict()
-        for key, value in expected.items():
-            if key in RUN_LOCAL_FIELDS or key in _RUN_IDENTITY:
-                continue
-            if stored.get(key, defaults[key]) != value:
-                used.setdefault(key, set()).add(json.dumps(stored.get(key, defaults[key])))
-    return {key: sorted(json.loads(v) for v in values) for key, values in used.items()}
+        expected = spec.config(stored["dataset"], stored["method"], stored["seed"])
+        for key in expected.differences(stored, ignore=RUN_LOCAL_FIELDS | {"dataset", "method", "seed"} | ignore):
+            used.setdefault(key, set()).add(json.dumps(stored.get(key, defaults[key]), sort_keys=True))
+    return {key: [json.loads(v) for v in sorted(values)] for key, values in used.items()}
 
 
 def machine_label(records: Sequence[dict[str, Any]]) -> str:
@@ -174,29 +174,6 @@ PLOT_STYLE = {
     "legend.fontsize": 9,
     "figure.titlesize": 11,
 }
-
-
-NBSP = "\u00a0"  # keeps "0.748 ± 0.030" and "[0.687, 0.803]" on one line in a table cell
-
-
-def number(value: float, digits: int = 3, signed: bool = False) -> str:
-    """``value`` rounded to ``digits`` decimals, with its sign when ``signed``; never ``-0.000``
-    (a difference that rounds to zero is zero), and ``-`` for NaN."""
-    if value != value:  # NaN
-        return "-"
-    rounded = round(float(value), digits) + 0.0  # adding 0.0 turns -0.0 into 0.0
-    return f"{rounded:{'+' if signed else ''}.{digits}f}"
-
-
-def mean_std(mean: float, std: float, digits: int = 3) -> str:
-    """``mean ± std`` on one line (``mean`` alone when ``std`` is NaN: one seed)."""
-    text = number(mean, digits)
-    return text if std != std or text == "-" else f"{text}{NBSP}±{NBSP}{number(std, digits)}"
-
-
-def interval(low: float, high: float, digits: int = 3, signed: bool = False) -> str:
-    """``[low, high]`` on one line."""
-    return f"[{number(low, digits, signed)},{NBSP}{number(high, digits, signed)}]"
 
 
 def error_bars(center: Any, low: Any, high: Any) -> list[Any]:

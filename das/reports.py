@@ -69,8 +69,9 @@ def protocol_table(records: Sequence[dict[str, Any]], last: int = 5) -> pd.DataF
 
 def protocol_ranking(records: Sequence[dict[str, Any]], last: int = 5) -> pd.DataFrame:
     """Candidates ranked by the validation AUC of their last ``last`` epochs, averaged over methods and
-    seeds, with its standard error over runs and the lowest selected-epoch validation balanced
-    accuracy of any run (whether every method beat the majority class)."""
+    seeds, with its standard error over runs, the lowest selected-epoch validation balanced
+    accuracy of any run (whether every method beat the majority class) and the mean training loss
+    of the last epoch (the loss each run optimised: class-weighted where the candidate weights)."""
     scores = last_epochs_mean(records, "val_auc", last)
     frame = pd.DataFrame(
         {
@@ -78,6 +79,7 @@ def protocol_ranking(records: Sequence[dict[str, Any]], last: int = 5) -> pd.Dat
             "score": scores,
             "val_auc": [r["val_metrics"].get("auc") for r in records],
             "val_balanced_accuracy": [r["val_metrics"].get("balanced_accuracy") for r in records],
+            "train_loss": [r["history"][-1].get("train_loss", np.nan) if r["history"] else np.nan for r in records],
         }
     )
     ranking = frame.groupby("protocol", sort=False).agg(
@@ -86,6 +88,7 @@ def protocol_ranking(records: Sequence[dict[str, Any]], last: int = 5) -> pd.Dat
         val_auc_last_se=("score", lambda s: s.std(ddof=1) / np.sqrt(len(s)) if len(s) > 1 else np.nan),
         val_auc_selected=("val_auc", "mean"),
         min_val_balanced_accuracy=("val_balanced_accuracy", "min"),
+        train_loss_last=("train_loss", "mean"),
     )
     return ranking.sort_values("val_auc_last", ascending=False).reset_index()
 

@@ -347,16 +347,36 @@ def summarize(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return table.sort_values(["dataset", "order", "setting"])[columns].reset_index(drop=True)
 
 
+NBSP = "\u00a0"  # keeps "0.748 ± 0.030" and "[0.687, 0.803]" on one line in a table cell
+
+
+def number(value: float, digits: int = 3, signed: bool = False) -> str:
+    """``value`` rounded to ``digits`` decimals, with its sign when ``signed``; never ``-0.000``
+    (a difference that rounds to zero is zero), and ``-`` for NaN (a value nobody measured)."""
+    if value != value:  # NaN
+        return "-"
+    rounded = round(float(value), digits) + 0.0  # adding 0.0 turns -0.0 into 0.0
+    return f"{rounded:{'+' if signed else ''}.{digits}f}"
+
+
+def mean_std(mean: float, std: float, digits: int = 3) -> str:
+    """``mean ± std`` on one line: ``mean`` alone when ``std`` is NaN (one seed), ``-`` when ``mean``
+    is NaN."""
+    text = number(mean, digits)
+    return text if std != std or text == "-" else f"{text}{NBSP}±{NBSP}{number(std, digits)}"
+
+
+def interval(low: float, high: float, digits: int = 3, signed: bool = False) -> str:
+    """``[low, high]`` on one line, each end as :func:`number` writes it."""
+    return f"[{number(low, digits, signed)},{NBSP}{number(high, digits, signed)}]"
+
+
 def format_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The summary for people: one ``mean ± std`` column per metric (percent for accuracies), with
-    non-breaking spaces around the ± so a rendered table never wraps a cell."""
+    """The summary for people: one ``mean ± std`` column per metric (percent for accuracies, ``-``
+    where nothing was measured), as :func:`mean_std` writes it, so a rendered table never wraps a cell."""
 
     def cell(mean: float, std: float, scale: float, digits: int) -> str:
-        if pd.isna(mean):
-            return "n/a"
-        if pd.isna(std):
-            return f"{mean * scale:.{digits}f}"
-        return f"{mean * scale:.{digits}f}\u00a0±\u00a0{std * scale:.{digits}f}"
+        return mean_std(mean * scale, std * scale, digits)
 
     out = table[["dataset", "method", "n_seeds"]].rename(columns={"n_seeds": "seeds"})
     if table["setting"].astype(bool).any():  # some method has runs of more than one setting

@@ -43,7 +43,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from das.chapters import glue, machine_label, measured_runs, setup_plots, show
+from das.chapters import (
+    glue,
+    machine_label,
+    measured_runs,
+    protocol_differences,
+    setup_plots,
+    show,
+)
+from das.config import TrainConfig
 from das.data import load_dataset
 from das.experiments import PROTOCOL_BASE, PROTOCOL_CANDIDATES, simplest_first
 from das.profiles import get_profile
@@ -53,6 +61,7 @@ from das.reports import (
     protocol_ranking,
     protocol_table,
 )
+from das.results import mean_std
 
 setup_plots()
 COLORS = {"full": "tab:gray", "uniform": "tab:green", "das": "tab:orange"}
@@ -197,7 +206,8 @@ glue(
 )
 
 # %% [markdown]
-# (`das.experiments.PROTOCOL_CANDIDATES`; the shared settings are {glue:md}`base_settings`.) The step
+# (`das.experiments.PROTOCOL_CANDIDATES`; "–" is the default; the shared settings are
+# {glue:md}`base_settings`.) The step
 # schedule multiplies the learning rate by 0.1 at half and at three quarters of the epochs, as
 # MedMNIST does. The augmentation (`das.augment`) draws one transform per volume on the batch's
 # device: `flip` a left-right flip (the body's left-right symmetry), `affine` the flip and then a
@@ -207,7 +217,7 @@ glue(
 # give each class the same total weight in the loss.
 #
 # The candidates came in two rounds. Under the affine candidates of the first, the training loss
-# stayed high to the last epoch, a sign of underfitting. The second round keeps the flip alone, which
+# stayed high to the last epoch (the last column of the ranking below), a sign of underfitting. The second round keeps the flip alone, which
 # moves every voxel to another grid point and interpolates nothing.
 #
 # Each candidate trained full, uniform and DAS, seeds {glue:md}`seeds_text`, on {glue:md}`machine`.
@@ -238,7 +248,7 @@ glue("last_epochs", last_epochs)
 shown = ranking.assign(
     **{
         "val AUC, last epochs": [
-            f"{m:.3f} ± {s:.3f}"
+            mean_std(m, s)
             for m, s in zip(ranking["val_auc_last"], ranking["val_auc_last_se"])
         ],
         "val AUC, selected epoch": ranking["val_auc_selected"].map(
@@ -247,6 +257,9 @@ shown = ranking.assign(
         "lowest val bal. acc. (%)": (
             100 * ranking["min_val_balanced_accuracy"]
         ).map("{:.1f}".format),
+        "train loss, last epoch": ranking["train_loss_last"].map(
+            "{:.2f}".format
+        ),
     }
 )[
     [
@@ -255,6 +268,7 @@ shown = ranking.assign(
         "val AUC, last epochs",
         "val AUC, selected epoch",
         "lowest val bal. acc. (%)",
+        "train loss, last epoch",
     ]
 ]
 display(shown.set_index("protocol"))
@@ -289,14 +303,16 @@ display(
 )
 glue("chosen", Markdown(f"`{chosen}`"))
 real = get_profile("real")
-differ = {
-    k: v
-    for k, v in {**PROTOCOL_BASE, **PROTOCOL_CANDIDATES[chosen]}.items()
-    if k != "dataset" and real.train.get(k, v) != v
-}
-assert not differ, (
-    f"the real profile does not use the chosen protocol: {differ}"
+# The chosen candidate plus the threshold decision below must be exactly the real profile.
+chosen_config = TrainConfig(
+    **{**PROTOCOL_BASE, **PROTOCOL_CANDIDATES[chosen]},
+    method="das",
+    seed=0,
+    threshold="validation",
+    sampler_options=real.sampler_options.get("das", {}),
 )
+differ = protocol_differences([{"config": chosen_config.to_dict()}], "real")
+assert not differ, f"the real profile is not the chosen protocol: {differ}"
 near = ranking[ranking["min_val_balanced_accuracy"] < 0.6]
 glue(
     "near_chance",
@@ -308,6 +324,7 @@ glue(
         else "every run's validation balanced accuracy at its selected epoch is at least 60%"
     ),
 )
+glue("real_seeds", Markdown(", ".join(map(str, real.seeds))))
 glue(
     "real_settings",
     Markdown(
@@ -318,8 +335,9 @@ glue(
 # %% [markdown]
 # The rule picks {glue:md}`chosen`.
 #
-# One more decision, from the last column: {glue:md}`near_chance`. In such a run the ranking of the
-# volumes is there (its AUC is well above chance) but the arg-max decision is not: a network trained
+# One more decision, from the column of the lowest validation balanced accuracy:
+# {glue:md}`near_chance`. In such a run the ranking of the volumes is there (its AUC is well above
+# chance) but the arg-max decision is not: a network trained
 # on three normal volumes for one with hyperplasia puts its 50% line on the majority's side, and
 # class weights can overshoot to the other. So the protocol also chooses the
 # decision threshold on the validation split, at the selected epoch: the probability of hyperplasia
@@ -328,8 +346,8 @@ glue(
 # only sees the threshold, never chooses it.
 #
 # The `real` profile of `das.profiles` is this protocol: {glue:md}`real_settings`, all six methods
-# at 50%, five seeds. The Table 1 chapter trains under it; the ablations chapter says which protocol
-# its stored runs trained under. The test split is read once per run, after its selected epoch and
+# at 50%, seeds {glue:md}`real_seeds`. The Table 1 chapter reads runs trained under it (and says
+# which seeds are stored); the ablations chapter says which protocol its stored runs trained under. The test split is read once per run, after its selected epoch and
 # threshold.
 #
 # The `paper` profile keeps the literal protocol, for readers who want to see it; on AdrenalMNIST3D it

@@ -39,7 +39,7 @@ seed = 0
 # where this build's runs train ("auto": CUDA when present, else "cpu")
 device = "auto"
 num_threads = 2  # torch CPU threads per run
-# stored real-data runs of the real profile (under measurements/)
+# stored real-data ablation runs (under measurements/); the chapter says which protocol they ran
 stored_runs = "cpu/real-affine"
 num_draws = 2000  # bootstrap draws per interval
 profile = "quick"  # the sweep profile of this build's own ablations
@@ -76,10 +76,8 @@ from das.chapters import (
     book_store,
     error_bars,
     glue,
-    interval,
     machine_label,
     measured_runs,
-    number,
     protocol_differences,
     setup_plots,
     show,
@@ -94,6 +92,7 @@ from das.experiments import (
     das_defaults,
     variant_name,
 )
+from das.results import interval, number
 from das.stats import bootstrap_table
 from das.train import build_model, load_splits
 
@@ -168,17 +167,17 @@ glue(
     Markdown(
         "the `real` profile"
         if not differs
-        else "an earlier protocol, the `real` profile of the protocol chapter's first round ("
+        else "an earlier protocol, which differs from today's `real` profile in "
         + ", ".join(
             f"`{k}={'/'.join(map(str, v))}`" for k, v in differs.items()
         )
-        + ")"
+        + " (the first round's choice of the protocol chapter)"
     ),
 )
 glue("real_seeds", len(real_seeds))
 NOT_STORED = Markdown(
     "*Not stored yet: `python -m das sweep ablations --profile real` "
-    "trains these runs.*"
+    "trains these runs under today's `real` profile.*"
 )
 
 # %% [markdown]

@@ -272,7 +272,8 @@ glue("cmp_repeats", config.repeats)
 # same ratio; the dotted line is $k/T$, what perfect scaling would give, and the black line the full
 # model's time. Left: this machine's CPU, measured above. Right: the stored GPU measurement
 # (`measurements/gpu/bench.json`), which holds batch {glue:text}`map_gpu_batches` at sizes
-# {glue:text}`map_gpu_sizes` only: the GPU panels show what exists.
+# {glue:text}`map_gpu_sizes` only: the GPU panels show what exists. That file was measured before
+# the benchmark interleaved the models' calls: each model's calls ran as one block.
 
 # %% tags=["hide-input"]
 map_ratios = [r for r in (0.5, 0.25) if r in ratios]
@@ -581,9 +582,10 @@ glue("cmp_setting", "matches" if on_target_machine else "differs from")
 # This run's setting {glue:text}`cmp_setting` the targets' (CPU, 2 threads). Wall times on a shared
 # machine are noisy; the FLOP figures are exact. Small elementwise ops suffer most from a busy CPU
 # (several threads waiting for each other), so the sampler's time share is the least stable figure.
-# The sampler alone is timed in a loop of its own calls, its input warm in the caches; inside the
-# model it runs after the backbone has swept through them, so DAS minus uniform is what the sampler
-# costs in use, and it comes out above the sampler's own share.
+# The sampler alone is timed in a loop of its own calls, its input warm in the caches; in a loop of
+# model calls it follows the previous call's backbone, which has swept through them. DAS minus
+# uniform is therefore what the sampler costs in use, and it can come out above the sampler's own
+# share.
 #
 # ## Training throughput
 #

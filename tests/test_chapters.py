@@ -84,20 +84,6 @@ def test_error_bars_are_distances_and_never_negative() -> None:
     assert above.tolist() == pytest.approx([0.2, 0.1])
 
 
-def test_numbers_in_tables_have_no_negative_zero_and_stay_on_one_line() -> None:
-    from das.chapters import NBSP, interval, mean_std, number
-
-    assert number(-1e-17, signed=True) == "+0.000"
-    assert number(-0.0004) == "0.000"
-    assert number(-0.0123, signed=True) == "-0.012"
-    assert number(0.07449, 1, signed=True) == "+0.1"
-    assert number(float("nan")) == "-"
-    assert mean_std(0.7481, 0.0302) == f"0.748{NBSP}±{NBSP}0.030"
-    assert mean_std(0.7481, float("nan")) == "0.748"
-    assert interval(-1e-12, 0.0801, signed=True) == f"[+0.000,{NBSP}+0.080]"
-    assert " " not in interval(0.6871, 0.8034) + mean_std(0.5, 0.1)
-
-
 def test_protocol_differences_name_the_settings_a_stored_run_did_not_use() -> None:
     from das.chapters import protocol_differences
     from das.profiles import get_profile

@@ -47,3 +47,6 @@ def test_simplest_first_counts_changed_settings_then_the_milder_augmentation() -
         "more": {"lr_schedule": "step", "augment": "flip", "weight_decay": 0.05},
     }
     assert simplest_first(candidates) == ["defaults", "mild", "strong", "more"]
+    order = simplest_first()  # today's candidates: the flip counts as milder than the affine recipe
+    assert order.index("step-auc-flip-balanced") < order.index("step-auc-affine-wd")
+    assert order.index("step-auc-flip-wd-balanced") < order.index("step-auc-affine-wd-balanced")

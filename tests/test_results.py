@@ -76,7 +76,7 @@ def test_summary_means_and_stds_over_seeds_in_method_order(tmp_path: Path) -> No
     assert math.isnan(full_row["auc_mean"]) and math.isnan(full_row["balanced_accuracy_std"])
     pretty = format_summary(table).set_index("method")
     assert pretty.loc["das", "bal. acc. (%)"] == "80.0\u00a0±\u00a020.0"
-    assert pretty.loc["full", "AUC"] == "n/a"
+    assert pretty.loc["full", "AUC"] == "-"
 
 
 def test_write_summary_writes_csv_and_markdown(tmp_path: Path) -> None:
@@ -175,3 +175,17 @@ def test_a_redone_run_resumes_its_own_checkpoint_and_drops_one_of_other_settings
     sweep_one(config, tmp_path)
     redone = json.loads(path.read_text())["history"][0]
     assert redone["train_loss"] == first_epoch["train_loss"] != other["train_loss"]
+
+
+def test_numbers_in_tables_have_no_negative_zero_and_stay_on_one_line() -> None:
+    from das.results import NBSP, interval, mean_std, number
+
+    assert number(-1e-17, signed=True) == "+0.000"
+    assert number(-0.0004) == "0.000"
+    assert number(-0.0123, signed=True) == "-0.012"
+    assert number(0.07449, 1, signed=True) == "+0.1"
+    assert number(float("nan")) == "-"
+    assert mean_std(0.7481, 0.0302) == f"0.748{NBSP}±{NBSP}0.030"
+    assert mean_std(0.7481, float("nan")) == "0.748"
+    assert interval(-1e-12, 0.0801, signed=True) == f"[+0.000,{NBSP}+0.080]"
+    assert " " not in interval(0.6871, 0.8034) + mean_std(0.5, 0.1)
