@@ -70,9 +70,17 @@ def test_parameters_cell_has_the_knobs(name: str) -> None:
     )
 
 
+# Chapters that train and time nothing (they read stored runs in seconds): the ci scale runs them as
+# they are, so their checks hold in CI on the same runs as in the book.
+NOTHING_TO_SHRINK = {"05_protocol"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_ci_scale_shrinks_the_notebook(name: str) -> None:
     overrides = book.load_scales()["ci"].get(name) or {}
+    if name in NOTHING_TO_SHRINK:
+        assert not overrides, f"{name} trains nothing, yet parameters.yml changes {sorted(overrides)} at the ci scale"
+        return
     assert SHRINK_KNOBS & set(overrides), (
         f"{name}: notebooks/parameters.yml sets none of its shrink knobs "
         f"{sorted(SHRINK_KNOBS & set(parameters_cell(name)))} at the ci scale"
