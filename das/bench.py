@@ -223,7 +223,7 @@ def _timing_row(seconds: list[float], batch: int, prefix: str = "") -> dict[str,
     return row
 
 
-def _forward(model: Callable[[Tensor], Tensor], x: Tensor, device: torch.device) -> Callable[[], object]:
+def _forward(model: Callable[[Tensor], object], x: Tensor, device: torch.device) -> Callable[[], object]:
     def forward() -> object:
         with torch.no_grad(), autocast(device):
             return model(x)

@@ -68,6 +68,7 @@ PROTOCOL_CANDIDATES: dict[str, dict[str, Any]] = {
     },
 }
 PROTOCOL_METHODS: tuple[str, ...] = ("full", "uniform", "das")
+PROTOCOL_SEEDS: tuple[int, ...] = (0, 1)
 
 
 def simplest_first(candidates: dict[str, dict[str, Any]] | None = None) -> list[str]:
@@ -78,18 +79,15 @@ def simplest_first(candidates: dict[str, dict[str, Any]] | None = None) -> list[
     from das.config import TrainConfig
 
     candidates = PROTOCOL_CANDIDATES if candidates is None else candidates
-    defaults = TrainConfig(dataset="synthetic")
+    defaults = TrainConfig.default_dict()
     strength = {name: rank for rank, name in enumerate(AUGMENTATIONS)}
 
     def complexity(name: str) -> tuple[int, int]:
         options = candidates[name]
-        changed = sum(getattr(defaults, key) != value for key, value in options.items())
-        return changed, strength[options.get("augment", defaults.augment)]
+        changed = sum(defaults[key] != value for key, value in options.items())
+        return changed, strength[options.get("augment", defaults["augment"])]
 
     return sorted(candidates, key=complexity)  # sorted() is stable: ties keep the order given
-
-
-PROTOCOL_SEEDS: tuple[int, ...] = (0, 1)
 
 
 def protocol_runs(
