@@ -30,7 +30,16 @@ from das.experiments import SWEEPS
 from das.profiles import PROFILES, get_profile
 from das.results import format_summary, write_summary
 from das.samplers import SAMPLERS
-from das.sweep import EXECUTORS, Run, check_writable, profile_configs, profile_runs, run_sweep, stored_record
+from das.sweep import (
+    EXECUTORS,
+    Run,
+    as_executed,
+    check_writable,
+    profile_configs,
+    profile_runs,
+    run_sweep,
+    stored_record,
+)
 from das.train import build_model, load_splits
 
 # Errors that mean "the data are not there or not readable": reported in one line, status 2.
@@ -379,8 +388,8 @@ def _run_sweep_command(args: argparse.Namespace) -> int:
             resolve_device(run.config.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if args.list:
-        for run in runs:
+    if args.list:  # as the executor would run them, so that "stored" means what the sweep would skip
+        for run in as_executed(runs, args.executor, args.cpus_per_run, args.gpus_per_run):
             state = "stored" if stored_record(run, args.results_dir) is not None else "to train"
             print(f"{run.label}: {state} ({run.path(args.results_dir)})")
         return 0

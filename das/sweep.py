@@ -436,8 +436,7 @@ def run_sweep(
             "the local executor runs one run at a time in this process; use executor='ray' "
             f"for workers={workers!r} or an address"
         )
-    if executor == "ray":  # say in each config what a Ray worker gives it, which the record check compares
-        runs = [Run(run.group, _on_ray_worker(run.config, cpus_per_run, gpus_per_run)) for run in runs]
+    runs = as_executed(runs, executor, cpus_per_run, gpus_per_run)
     results_dir = Path(results_dir)
     checkpoint_root = Path(checkpoint_dir) if checkpoint_dir is not None else results_dir
     paths = [run.path(results_dir) for run in runs]
@@ -483,6 +482,14 @@ def run_sweep(
     if raise_on_failure and any(o.error is not None for o in outcomes):
         raise SweepFailed(outcomes)
     return outcomes
+
+
+def as_executed(runs: Sequence[Run], executor: str, cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> list[Run]:
+    """``runs`` with each config saying what ``executor`` gives it, which the record check compares:
+    on Ray, a worker's threads and device (:func:`run_sweep`); locally, the runs as they are."""
+    if executor != "ray":
+        return list(runs)
+    return [Run(run.group, _on_ray_worker(run.config, cpus_per_run, gpus_per_run)) for run in runs]
 
 
 def _on_ray_worker(config: TrainConfig, cpus_per_run: int, gpus_per_run: float) -> TrainConfig:

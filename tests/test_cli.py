@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from record_helpers import valid_record
 
 from das.cli import main
 
@@ -162,3 +163,22 @@ def test_bench_flags_reach_the_benchmark_config(
     status, _, err = run_main(["bench", "--quick", "--fused-features", "--out", str(tmp_path)], capsys)
     assert status == 2 and "stop here" in err
     assert seen["config"].fused_features and seen["config"].sizes == (28,) and seen["out_dir"] == str(tmp_path)
+
+
+def test_sweep_list_says_stored_for_what_a_ray_sweep_would_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from das.experiments import SWEEPS
+    from das.results import write_json_atomic
+    from das.sweep import as_executed
+
+    runs = as_executed(SWEEPS["literal"][1]("paper"), "ray", cpus_per_run=3)
+    for run in runs:  # stored as a Ray worker with 3 threads writes them
+        config = {k: v for k, v in run.config.to_dict().items() if k not in ("dataset", "method", "seed")}
+        record = valid_record(run.config.dataset, run.config.method, run.config.seed, group=run.group, **config)
+        write_json_atomic(run.path(tmp_path), {**record, "threads": 3})
+    listing = ["sweep", "literal", "--profile", "paper", "--list", "--results-dir", str(tmp_path)]
+    status, out, _ = run_main([*listing, "--executor", "ray", "--cpus-per-run", "3"], capsys)
+    assert status == 0 and out.count(": stored") == len(runs) and "to train" not in out
+    status, out, _ = run_main([*listing, "--executor", "ray", "--cpus-per-run", "2"], capsys)
+    assert status == 0 and out.count(": to train") == len(runs)
