@@ -211,6 +211,39 @@ def small_text(fig) -> list[str]:  # noqa: ANN001 -- a matplotlib Figure
     return found
 
 
+class Table:
+    """A table as the book shows it: one header row, in which the row labels' names head their
+    columns (pandas gives index names a header row of their own), and the plain-text form that
+    nbval compares. Make one with :func:`book_table`."""
+
+    def __init__(self, frame: Any) -> None:
+        self.frame = frame
+
+    def _repr_html_(self) -> str:
+        import pandas as pd
+
+        frame, keep_index = self.frame, True
+        if any(name is not None for name in frame.index.names):
+            outer = list(frame.index.names[:-1])
+            frame, keep_index = frame.reset_index(), False
+            for depth, name in enumerate(outer):  # an outer label once per run of equal ones, as pandas does
+                repeated = (frame[outer[: depth + 1]] == frame[outer[: depth + 1]].shift()).all(axis=1)
+                frame[name] = frame[name].astype(str).where(~repeated, "")
+        elif isinstance(frame.index, pd.RangeIndex):
+            keep_index = False  # row numbers say nothing to a reader
+        if frame.columns.nlevels == 1:
+            frame = frame.rename_axis(columns=None)  # pandas would give its name a column of its own
+        return frame.to_html(index=keep_index, border=0)
+
+    def __repr__(self) -> str:
+        return self.frame.to_string()
+
+
+def book_table(frame: Any) -> Table:
+    """``frame`` (a pandas DataFrame) ready to ``display`` in a chapter, with one header row."""
+    return Table(frame)
+
+
 def show() -> None:
     """Display the open figures, after checking that their text is readable in the book (at least
     9 pt at the rendered width); ``ValueError`` naming the small texts otherwise."""

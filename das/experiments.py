@@ -158,7 +158,7 @@ TOGGLES: dict[str, dict[str, Any]] = {
     "fixed temperature": {"adaptive_temperature": False},
     "learned features (CNN)": {"features": "learned"},
     "variance base (paper-literal)": {"base": "variance"},
-    "straight-through gradient (paper-literal)": {"estimator": "st"},
+    "straight-through (paper-literal)": {"estimator": "st"},
 }
 
 

@@ -45,9 +45,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 
 from das.backbone import FrameEncoder
-from das.chapters import glue, setup_plots, show
+from das.chapters import book_table, glue, setup_plots, show
 from das.data import load_medmnist3d
 from das.flops import count_flops
 
@@ -333,7 +334,11 @@ ax.legend(frameon=False)
 ax.grid(alpha=0.3)
 show()
 table = cost.assign(ms_per_volume=(cost.seconds * 1e3).round(2)).set_index("k")
-table[["flops", "ms_per_volume", "flops_vs_T", "time_vs_T"]].round(3)
+display(
+    book_table(
+        table[["flops", "ms_per_volume", "flops_vs_T", "time_vs_T"]].round(3)
+    )
+)
 
 # %% [markdown]
 # One $28 \times 28$ slice costs {glue:text}`mflops_slice:.2f` MFLOPs ({glue:text}`mmacs_slice:.2f` M

@@ -60,6 +60,7 @@ from matplotlib.ticker import MaxNLocator
 
 from das.chapters import (
     book_store,
+    book_table,
     glue,
     setup_plots,
     show,
@@ -292,7 +293,7 @@ runs = pd.DataFrame.from_dict(
     },
     orient="index",
 )
-display(runs.round(3))
+display(book_table(runs.rename_axis("method").round(3)))
 for method, record in records.items():
     glue(
         f"{method}_bacc",

@@ -44,6 +44,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from das.chapters import (
+    book_table,
     glue,
     machine_label,
     measured_runs,
@@ -193,7 +194,7 @@ described = (
         }
     )
 )
-display(described)
+display(book_table(described))
 glue(
     "base_settings",
     Markdown(
@@ -271,7 +272,7 @@ shown = ranking.assign(
         "train loss, last epoch",
     ]
 ]
-display(shown.set_index("protocol"))
+display(book_table(shown.set_index("protocol")))
 
 # %% [markdown]
 # Per method (means over seeds, validation split):
@@ -279,27 +280,33 @@ display(shown.set_index("protocol"))
 # %% tags=["remove-input"]
 per_method = protocol_table(candidates, last_epochs)
 display(
-    per_method.assign(
-        **{
-            "val AUC (selected)": per_method["val_auc"].map("{:.3f}".format),
-            "val AUC (last epochs)": per_method["val_auc_last"].map(
-                "{:.3f}".format
-            ),
-            "val bal. acc. (%)": (
-                100 * per_method["val_balanced_accuracy"]
-            ).map("{:.1f}".format),
-            "selected epoch": per_method["selected_epoch"].map("{:.1f}".format),
-        }
-    )[
-        [
-            "protocol",
-            "method",
-            "selected epoch",
-            "val AUC (selected)",
-            "val AUC (last epochs)",
-            "val bal. acc. (%)",
-        ]
-    ].set_index(["protocol", "method"])
+    book_table(
+        per_method.assign(
+            **{
+                "val AUC (selected)": per_method["val_auc"].map(
+                    "{:.3f}".format
+                ),
+                "val AUC (last epochs)": per_method["val_auc_last"].map(
+                    "{:.3f}".format
+                ),
+                "val bal. acc. (%)": (
+                    100 * per_method["val_balanced_accuracy"]
+                ).map("{:.1f}".format),
+                "selected epoch": per_method["selected_epoch"].map(
+                    "{:.1f}".format
+                ),
+            }
+        )[
+            [
+                "protocol",
+                "method",
+                "selected epoch",
+                "val AUC (selected)",
+                "val AUC (last epochs)",
+                "val bal. acc. (%)",
+            ]
+        ].set_index(["protocol", "method"])
+    )
 )
 glue("chosen", Markdown(f"`{chosen}`"))
 real = get_profile("real")

@@ -50,6 +50,7 @@ from IPython.display import Markdown, display
 
 from das.chapters import (
     book_store,
+    book_table,
     error_bars,
     glue,
     machine_label,
@@ -145,7 +146,7 @@ glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(at_28)}"))
 # seeds and the 95% interval. Profile `real`; runs from {glue:md}`where`.
 
 # %% tags=["remove-input"]
-display(table_rows(real_table))
+display(book_table(table_rows(real_table)))
 glue(
     "table1_real",
     table_rows(real_table)[
@@ -169,7 +170,7 @@ published_here = pd.DataFrame(
         for model, (auc, acc) in MEDMNIST_V2.get(dataset, {}).items()
     ]
 ).set_index("model (published)")
-display(published_here)
+display(book_table(published_here))
 
 # %% [markdown]
 # ## DAS against each method, paired
@@ -180,28 +181,32 @@ display(published_here)
 
 # %% tags=["remove-input"]
 display(
-    pd.DataFrame(
-        {
-            "DAS minus": real_diffs["method"],
-            "seeds": real_diffs["n_seeds"],
-            "AUC": [number(d, signed=True) for d in real_diffs["auc_diff"]],
-            "AUC 95% interval": [
-                interval(lo, hi, signed=True)
-                for lo, hi in zip(real_diffs["auc_low"], real_diffs["auc_high"])
-            ],
-            "bal. acc. (points)": [
-                number(100 * d, 1, signed=True)
-                for d in real_diffs["balanced_accuracy_diff"]
-            ],
-            "bal. acc. 95% interval": [
-                interval(100 * lo, 100 * hi, 1, signed=True)
-                for lo, hi in zip(
-                    real_diffs["balanced_accuracy_low"],
-                    real_diffs["balanced_accuracy_high"],
-                )
-            ],
-        }
-    ).set_index("DAS minus")
+    book_table(
+        pd.DataFrame(
+            {
+                "DAS minus": real_diffs["method"],
+                "seeds": real_diffs["n_seeds"],
+                "AUC": [number(d, signed=True) for d in real_diffs["auc_diff"]],
+                "AUC 95% interval": [
+                    interval(lo, hi, signed=True)
+                    for lo, hi in zip(
+                        real_diffs["auc_low"], real_diffs["auc_high"]
+                    )
+                ],
+                "bal. acc. (points)": [
+                    number(100 * d, 1, signed=True)
+                    for d in real_diffs["balanced_accuracy_diff"]
+                ],
+                "bal. acc. 95% interval": [
+                    interval(100 * lo, 100 * hi, 1, signed=True)
+                    for lo, hi in zip(
+                        real_diffs["balanced_accuracy_low"],
+                        real_diffs["balanced_accuracy_high"],
+                    )
+                ],
+            }
+        ).set_index("DAS minus")
+    )
 )
 
 # %% tags=["hide-input"]
@@ -230,7 +235,8 @@ if best is not None:
     ax_auc.axvline(
         best[1], color="k", ls=":", lw=1, label=f"{best[0]} (published)"
     )
-    ax_auc.legend(frameon=False, loc="lower left")
+    # below the panels, where it covers no point
+    fig.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 0.0))
 ax_auc.set_yticks(y, real_table["method"])
 ax_auc.invert_yaxis()
 ax_auc.set(
@@ -253,7 +259,7 @@ ax_diff.set_yticks(yd, [f"DAS - {m}" for m in real_diffs["method"]])
 ax_diff.invert_yaxis()
 ax_diff.set(xlabel="AUC difference (95% interval)", title="Paired differences")
 ax_diff.grid(axis="x", alpha=0.3)
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0.07 if best is not None else 0, 1, 1))
 show()
 
 # %% tags=["remove-input"]
@@ -341,7 +347,7 @@ glue(
 # %% tags=["remove-input"]
 if at_64:
     table_64, diffs_64 = table1(at_64, num_draws=num_draws, seed=seed)
-    display(table_rows(table_64))
+    display(book_table(table_rows(table_64)))
     glue("where_64", Markdown(f"Runs from {machine_label(at_64)}."))
 else:
     glue(
@@ -367,17 +373,19 @@ else:
 
 # %% tags=["remove-input"]
 display(
-    pd.DataFrame(
-        [
-            {
-                "dataset": d,
-                "method": m,
-                "AUC": f"{auc:.3f}",
-                "bal. acc. (%)": f"{100 * b:.1f}",
-            }
-            for (d, m), (auc, b) in DAS_PAPER.items()
-        ]
-    ).set_index(["dataset", "method"])
+    book_table(
+        pd.DataFrame(
+            [
+                {
+                    "dataset": d,
+                    "method": m,
+                    "AUC": f"{auc:.3f}",
+                    "bal. acc. (%)": f"{100 * b:.1f}",
+                }
+                for (d, m), (auc, b) in DAS_PAPER.items()
+            ]
+        ).set_index(["dataset", "method"])
+    )
 )
 
 # %% [markdown]
@@ -385,18 +393,20 @@ display(
 
 # %% tags=["remove-input"]
 display(
-    pd.DataFrame(
-        [
-            {
-                "dataset": d,
-                "model": model,
-                "AUC": f"{auc:.3f}",
-                "acc. (%)": "-" if acc is None else f"{100 * acc:.1f}",
-            }
-            for d, models in MEDMNIST_V2.items()
-            for model, (auc, acc) in models.items()
-        ]
-    ).set_index(["dataset", "model"])
+    book_table(
+        pd.DataFrame(
+            [
+                {
+                    "dataset": d,
+                    "model": model,
+                    "AUC": f"{auc:.3f}",
+                    "acc. (%)": "-" if acc is None else f"{100 * acc:.1f}",
+                }
+                for d, models in MEDMNIST_V2.items()
+                for model, (auc, acc) in models.items()
+            ]
+        ).set_index(["dataset", "model"])
+    )
 )
 
 # %% [markdown]
@@ -423,7 +433,7 @@ outcomes = sweep(
 )
 runs = [outcome.record for outcome in outcomes]
 table = summarize(runs)
-display(format_summary(table).set_index(["dataset", "method"]))
+display(book_table(format_summary(table).set_index(["dataset", "method"])))
 glue("n_runs", len(runs))
 glue("n_trained", sum(outcome.trained for outcome in outcomes))
 glue("wall_total", sum(r["timings"]["wall_s"] for r in runs) / 60)

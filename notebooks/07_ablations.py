@@ -74,6 +74,7 @@ from IPython.display import Markdown, display
 
 from das.chapters import (
     book_store,
+    book_table,
     error_bars,
     glue,
     machine_label,
@@ -263,8 +264,10 @@ else:
 # %% tags=["remove-input"]
 if curve_rows:
     display(
-        pd.DataFrame(curve_rows).pivot(
-            index="ratio", columns="method", values="AUC"
+        book_table(
+            pd.DataFrame(curve_rows).pivot(
+                index="ratio", columns="method", values="AUC"
+            )
         )
     )
     curve = pd.DataFrame(curve_rows).set_index(["method", "ratio"])
@@ -340,27 +343,29 @@ else:
 # %% tags=["remove-input"]
 if have_decisions:
     display(
-        pd.DataFrame(
-            {
-                "variant": decisions.index,
-                "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
-                "95% interval": [
-                    interval(lo, hi)
-                    for lo, hi in zip(
-                        decisions["auc_low"], decisions["auc_high"]
-                    )
-                ],
-                "minus ours": [
-                    number(d, signed=True) for d in decisions["diff"]
-                ],
-                "95% interval of the difference": [
-                    interval(lo, hi, signed=True)
-                    for lo, hi in zip(
-                        decisions["diff_low"], decisions["diff_high"]
-                    )
-                ],
-            }
-        ).set_index("variant")
+        book_table(
+            pd.DataFrame(
+                {
+                    "variant": decisions.index,
+                    "AUC": [f"{m:.3f}" for m in decisions["auc_mean"]],
+                    "95% interval": [
+                        interval(lo, hi)
+                        for lo, hi in zip(
+                            decisions["auc_low"], decisions["auc_high"]
+                        )
+                    ],
+                    "minus ours": [
+                        number(d, signed=True) for d in decisions["diff"]
+                    ],
+                    "its 95% interval": [
+                        interval(lo, hi, signed=True)
+                        for lo, hi in zip(
+                            decisions["diff_low"], decisions["diff_high"]
+                        )
+                    ],
+                }
+            ).set_index("variant")
+        )
     )
     resolved = [
         v

@@ -65,6 +65,7 @@ from PIL import Image
 
 from das.chapters import (
     book_store,
+    book_table,
     glue,
     setup_plots,
     show,
@@ -296,7 +297,7 @@ outcomes = sweep([run for run in runs if run not in keep], store) + sweep(
 )
 records = [outcome.record for outcome in outcomes]
 table = summarize(records)
-display(format_summary(table).set_index(["dataset", "method"]))
+display(book_table(format_summary(table).set_index(["dataset", "method"])))
 num_classes = len(records[0]["test_predictions"]["probs"][0])
 
 # %% tags=["remove-cell"]

@@ -11,7 +11,7 @@ import pytest
 from record_helpers import valid_record
 
 import das.chapters
-from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, machine_label, measured_runs, small_text, sweep
+from das.chapters import EXECUTOR_ENV, PROGRESS_ENV, book_table, machine_label, measured_runs, small_text, sweep
 from das.results import write_json_atomic
 from das.sweep import profile_runs
 
@@ -93,3 +93,22 @@ def test_protocol_differences_name_the_settings_a_stored_run_did_not_use() -> No
     assert protocol_differences([{"config": config}, {"config": variant}], "real") == {}
     other = {**config, "lr": 0.123, "epochs": 7}
     assert protocol_differences([{"config": config}, {"config": other}], "real") == {"epochs": [7], "lr": [0.123]}
+
+
+def test_book_table_has_one_header_row_and_the_frames_text() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"dataset": ["a", "a"], "method": ["das", "full"], "auc": [0.7, 0.8]})
+    pivot = frame.pivot(index="method", columns="dataset", values="auc")  # named index and columns
+    for shown, header in [
+        (frame.set_index("method"), ["method", "dataset", "auc"]),
+        (frame.set_index(["dataset", "method"]), ["dataset", "method", "auc"]),
+        (pivot, ["method", "a"]),
+        (frame, ["dataset", "method", "auc"]),  # row numbers are not shown
+    ]:
+        html = book_table(shown)._repr_html_()
+        assert html.count("<tr") == 1 + len(shown), html  # one header row, one row per row
+        assert [cell.split("</th>")[0] for cell in html.split("<th>")[1:]] == header
+        assert repr(book_table(shown)) == shown.to_string()
+    nested = book_table(frame.set_index(["dataset", "method"]))._repr_html_()
+    assert nested.count("<td>a</td>") == 1 and nested.count("<td></td>") == 1  # an outer label once per run
