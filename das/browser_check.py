@@ -13,6 +13,8 @@ file, not loaded. A page fails on:
   all; ``missing-image``: an ``<img>`` that did not decode;
 - ``wide-table``: a rendered ``<table>`` wider than the article column it sits in (the theme's
   ``.bd-article``), even inside a scrolling wrapper: the reader would have to scroll sideways;
+- ``split-header``: a table header row that names only its first cells (pandas' row of index names,
+  below the column names): the reader sees the table's heading on two rows, half of each empty;
 - ``marker``: an internal marker from :data:`MARKERS` in the visible text.
 
 Exit status: 0 when every page is clean, 1 with one line per problem (``page: kind: detail``), 2 for a
@@ -81,7 +83,8 @@ CHROMIUM_FLAGS = (
 LOAD_TIMEOUT_S = 60.0
 QUIET_S = 0.3  # the page counts as settled once no request has been in flight for this long
 
-# Run in the page after it settled: images that did not decode, tables wider than their column, the text.
+# Run in the page after it settled: images that did not decode, tables wider than their column, header
+# rows of index names, the text.
 PAGE_SCRIPT = """(() => {
   const images = [...document.images]
     .filter((img) => img.complete && img.naturalWidth === 0)
@@ -103,7 +106,19 @@ PAGE_SCRIPT = """(() => {
                  available: Math.round(available), text});
     }
   });
-  return {images, wide, text: document.body ? document.body.innerText : ""};
+  const split = [];
+  tables.forEach((table, index) => {
+    if (!table.getClientRects().length) return;
+    for (const row of table.querySelectorAll("thead tr")) {
+      const cells = [...row.cells].map((cell) => cell.innerText.trim());
+      const firstEmpty = cells.indexOf("");
+      if (firstEmpty > 0 && cells.slice(firstEmpty).every((text) => text === "")) {
+        split.push({index: index + 1, count: tables.length, text: cells.slice(0, firstEmpty).join(" ")});
+        break;
+      }
+    }
+  });
+  return {images, wide, split, text: document.body ? document.body.innerText : ""};
 })()"""
 # Resolves once MathJax has typeset and the fonts are in, so tables and screenshots have their final size.
 SETTLE_SCRIPT = """(async () => {
@@ -377,7 +392,7 @@ def event_problems(page: str, events: list[dict]) -> list[Problem]:
 
 
 def page_problems(page: str, found: dict, already_missing: set[str]) -> list[Problem]:
-    """Broken images, wide tables and markers from :data:`PAGE_SCRIPT`'s result."""
+    """Broken images, wide tables, split headers and markers from :data:`PAGE_SCRIPT`'s result."""
     problems = [
         Problem(page, "missing-image", f"<img> did not load: {src}")
         for src in found["images"]
@@ -390,6 +405,15 @@ def page_problems(page: str, found: dict, already_missing: set[str]) -> list[Pro
                 "wide-table",
                 f"table {table['index']} of {table['count']} is {table['width']}px wide, its column "
                 f"{table['available']}px ({table['text']!r})",
+            )
+        )
+    for table in found.get("split", []):
+        problems.append(
+            Problem(
+                page,
+                "split-header",
+                f"table {table['index']} of {table['count']} has a header row naming only {table['text']!r} "
+                "(pandas' index names: display it with das.chapters.book_table)",
             )
         )
     text = found["text"]

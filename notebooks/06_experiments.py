@@ -150,9 +150,11 @@ glue("where", Markdown(f"`measurements/{stored_runs}`, {machine_label(at_28)}"))
 display(book_table(table_rows(real_table)))
 glue(
     "table1_real",
-    table_rows(real_table)[
-        ["seeds", "AUC", "AUC 95% interval", "bal. acc. (%)"]
-    ],
+    book_table(
+        table_rows(real_table)[
+            ["seeds", "AUC", "AUC 95% interval", "bal. acc. (%)"]
+        ]
+    ),
     display=False,
 )
 

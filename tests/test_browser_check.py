@@ -58,6 +58,10 @@ PAGES = {
     "broken_image.html": themed_page('<img src="not_an_image.png" alt="not a PNG">'),
     "wide_table.html": themed_page('<table style="width: 3000px"><tr><td>wide</td></tr></table>'),
     "marker.html": themed_page("<pre># NBVAL_CHECK_OUTPUT\nprint(1)</pre>"),
+    "split_header.html": themed_page(
+        "<table><thead><tr><th></th><th>AUC</th><th>seeds</th></tr><tr><th>method</th><th></th><th></th></tr>"
+        "</thead><tbody><tr><th>das</th><td>0.9</td><td>3</td></tr></tbody></table>"
+    ),
     "nested/clean.html": themed_page("<p>A page in a subfolder.</p>"),
     "index.html": '<meta http-equiv="Refresh" content="0; url=clean.html" />',
     "bad_redirect.html": '<meta http-equiv="Refresh" content="0; url=gone/intro.html" />',
@@ -75,6 +79,7 @@ LOADED = [
     "marker.html",
     "missing_image.html",
     "nested/clean.html",
+    "split_header.html",
     "wide_table.html",
 ]
 
@@ -142,6 +147,14 @@ def test_table_wider_than_the_article_column_even_in_a_scroller(checked) -> None
     [(kind, detail)] = found["wide_table.html"]
     assert kind == "wide-table"
     assert "3000px wide, its column 688px" in detail
+
+
+@needs_chromium
+def test_header_row_of_index_names(checked) -> None:
+    found, _ = checked
+    [(kind, detail)] = found["split_header.html"]
+    assert kind == "split-header"
+    assert "naming only 'method'" in detail
 
 
 @needs_chromium
