@@ -57,7 +57,7 @@ sizes = [
     112,
 ]  # frame sizes of the crossover map (cubes: as many frames as pixels per side)
 batch_sizes = [1, 16]  # inference batch sizes of the crossover map
-ratios = [0.25, 0.5]  # sampling ratios k/T (the targets are stated for these)
+ratios = [0.25, 0.5, 0.75]  # sampling ratios k/T (the targets are stated for 0.25 and 0.5)
 methods = [
     "uniform",
     "random",
@@ -252,7 +252,7 @@ show()
 # The same measurements in absolute terms, milliseconds per volume (batches of
 # {glue:text}`cmp_batch`, median of {glue:text}`cmp_repeats` passes):
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 times = inference.pivot_table(
     index="method", columns=["size", "ratio"], values="ms_per_volume"
@@ -338,7 +338,7 @@ glue("compute_map", fig, display=False)
 show()
 
 
-# %%
+# %% tags=["hide-input"]
 # a method "saves time" where it takes at most this share of full's time
 SAVES = 0.9
 
@@ -429,7 +429,7 @@ glue("map_gpu_device", gpu["environment"]["device"])
 # percentile over {glue:text}`cmp_latency_repeats` calls, in milliseconds (with so few calls the 99th
 # percentile is close to the slowest one).
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 single = everything[
     (everything["batch_size"] == 1)
@@ -457,7 +457,7 @@ glue("cmp_latency_repeats", config.latency_repeats)
 # was measured: {glue:text}`cmp_memory_measure`. On a CPU this counts every page the call touches,
 # one-time setup included, so at small frame sizes the methods differ little.
 
-# %%
+# %% tags=["hide-input"]
 memory_rows = pd.DataFrame(report["memory"])
 if len(memory_rows):
     print(environment_line)
@@ -507,7 +507,7 @@ glue("cmp_memory_ratio", MEMORY_RATIO)
 # as a share of the full-sequence model per volume, for batches of {glue:text}`cmp_batch`. Its work
 # does not depend on $k$ except for the gather, so the share is about the same at every ratio.
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 overhead = das_rows[
     ["sampler_ms_per_volume", "sampler_time_share", "sampler_flops_share"]
@@ -546,7 +546,7 @@ glue("cmp_features", features_label(report))
 # Checked against this run's file (a target at a size or batch size this run did not measure is
 # "not measured"):
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 checks = pd.DataFrame(check_targets(report))
 checks["result"] = checks["met"].map(
@@ -593,7 +593,7 @@ glue("cmp_setting", "matches" if on_target_machine else "differs from")
 # {glue:text}`cmp_train_steps` steps), for the full-sequence model and for DAS at ratio 0.5 on
 # 28$^3$ volumes:
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 training = pd.DataFrame(report["training"])
 training["volumes_per_second"] = training["frames_per_second"] / training["k"]
@@ -628,7 +628,7 @@ glue("cmp_volume_speedup", das_vps / full_vps)
 # for comparison, the standard per-item `DataLoader` (`__getitem__` per volume, Python collation)
 # producing the same batches.
 
-# %%
+# %% tags=["hide-input"]
 print(environment_line)
 data = report["data"]
 print(pd.Series(data).to_string())
@@ -663,7 +663,7 @@ glue(
 # from the official split sizes. Every run is counted to its last epoch; early stopping can only
 # shorten it.
 
-# %%
+# %% tags=["hide-input"]
 projection_file = out_dir / f"projection-{project_profile}.json"
 runs = profile_configs(project_profile, device=device, num_threads=num_threads)
 
@@ -746,7 +746,7 @@ glue(
 # The book is built on CPUs. The files in `measurements/gpu/` were written by the same commands on one
 # GPU (the folder's README lists each command and the code version); this section reads them.
 
-# %%
+# %% tags=["hide-input"]
 print(
     f"{gpu['environment']['device']} | torch {gpu['environment']['torch']} | {features_label(gpu)} | "
     f"read from {(gpu_dir / 'bench.json').relative_to(ROOT)}"
