@@ -57,7 +57,8 @@ sizes = [
     112,
 ]  # frame sizes of the crossover map (cubes: as many frames as pixels per side)
 batch_sizes = [1, 16]  # inference batch sizes of the crossover map
-ratios = [0.25, 0.5, 0.75]  # sampling ratios k/T (the targets are stated for 0.25 and 0.5)
+# sampling ratios k/T (the targets are stated for 0.25 and 0.5)
+ratios = [0.25, 0.5, 0.75]
 methods = [
     "uniform",
     "random",
